@@ -1,0 +1,1 @@
+"""Entry points: `python -m experiments.NAME --workdir DIR --config experiments/configs/NAME.py`."""

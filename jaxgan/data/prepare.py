@@ -1,0 +1,29 @@
+"""Downloads and prepares a TFDS dataset, for use later on a machine without network.
+
+  python -m jaxgan.data.prepare mnist --data_dir ~/tensorflow_datasets
+
+Copy the resulting directory to the offline machine and pass
+`--config.data_dir=DIR` (or set TFDS_DATA_DIR).
+"""
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("names", nargs="+", help="TFDS dataset names, e.g. mnist cifar10")
+  parser.add_argument("--data_dir", default=None, help="where to write (TFDS's default if unset)")
+  args = parser.parse_args(argv)
+  import jaxgan.data.tf  # noqa: F401  (TF with GPUs hidden)
+  import tensorflow_datasets as tfds
+  for name in args.names:
+    builder = tfds.builder(name, data_dir=args.data_dir)
+    builder.download_and_prepare()
+    print(f"{name}: prepared in {builder.data_path}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

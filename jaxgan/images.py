@@ -1,0 +1,41 @@
+"""Image grids: arrays in [-1, 1] to PNG files."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+from PIL import Image
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+  """[-1, 1] floats -> uint8 [0, 255]."""
+  return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def make_grid(images: np.ndarray, ncols: int | None = None, padding: int = 2) -> np.ndarray:
+  """[N, H, W, C] images in [-1, 1] -> one uint8 [rows*(H+p)+p, cols*(W+p)+p, C] grid."""
+  images = to_uint8(images)
+  n, h, w, c = images.shape
+  ncols = ncols or int(math.ceil(math.sqrt(n)))
+  nrows = int(math.ceil(n / ncols))
+  grid = np.zeros((nrows * (h + padding) + padding, ncols * (w + padding) + padding, c), np.uint8)
+  for i, img in enumerate(images):
+    r, col = divmod(i, ncols)
+    y, x = padding + r * (h + padding), padding + col * (w + padding)
+    grid[y:y + h, x:x + w] = img
+  return grid
+
+
+def save_grid(images: np.ndarray, path: str, ncols: int | None = None, scale: int = 2) -> str:
+  """Writes a grid of images in [-1, 1] as a PNG (upscaled by `scale`); returns the path."""
+  grid = make_grid(images, ncols)
+  if scale > 1:
+    grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  mode = "L" if grid.shape[-1] == 1 else "RGB"
+  tmp = path + ".tmp"
+  Image.fromarray(grid[..., 0] if mode == "L" else grid, mode).save(tmp, format="PNG")
+  os.replace(tmp, path)
+  return path

@@ -1,0 +1,200 @@
+"""The generic training loop, shared by every experiment.
+
+`train_and_evaluate(config, workdir, make_task)` builds the mesh and the input
+pipeline, asks `make_task(config, dataset_info)` for a task (a train state and
+its step functions, see `jaxgan.tasks`), restores the latest checkpoint in
+`workdir` if there is one, and trains to `config.num_train_steps`, writing the
+run directory:
+
+  config.json        the resolved config
+  metrics.jsonl      one JSON object per log step (always `step`, `images_per_sec`)
+  events.out.tfevents.*  TensorBoard
+  samples/           the task's image grids (`sample_images`), as PNG
+  checkpoints/<step> Orbax checkpoints (async, atomic, the last N kept)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgan import images, sharding
+from jaxgan.checkpoint import Checkpointer
+from jaxgan.data import Data, DatasetInfo, device_batches
+from jaxgan.writers import ProgressBar, RunWriter
+
+# Config fields every experiment has (the contract later issues rely on).
+REQUIRED_FIELDS = ("dataset", "data_dir", "batch_size", "num_train_steps", "seed",
+                   "log_every_steps", "sample_every_steps", "checkpoint_every_steps",
+                   "image_size", "train_split", "eval_split")
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A loss became NaN or Inf; the run stopped without saving the bad state."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+  state: Any
+  start_step: int  # the step training (re)started from in this call
+  step: int  # the step reached
+  last_metrics: dict
+
+
+def validate_config(config) -> None:
+  missing = [f for f in REQUIRED_FIELDS if f not in config]
+  if missing:
+    raise ValueError(f"Config is missing required fields: {', '.join(missing)}.")
+  for field in ("batch_size", "image_size", "log_every_steps", "sample_every_steps",
+                "checkpoint_every_steps"):
+    if not isinstance(config[field], int) or config[field] <= 0:
+      raise ValueError(f"config.{field} must be a positive integer, got {config[field]!r}.")
+  if not isinstance(config.num_train_steps, int) or config.num_train_steps < 0:
+    raise ValueError(f"config.num_train_steps must be a non-negative integer, got "
+                     f"{config.num_train_steps!r}.")
+
+
+def _mean_metrics(history: list[dict]) -> dict:
+  return {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+
+
+def _first_nonfinite(history: list[dict], first_step: int) -> int | None:
+  for i, h in enumerate(history):
+    if h.get("finite", 1.0) < 1.0:
+      return first_step + i
+  return None
+
+
+def evaluate(task, state, data: Data, mesh, eval_fn, local_batch: int) -> dict:
+  """Averages the task's `eval_step` sums over the whole eval split."""
+  ds, num_batches = data.eval_dataset(local_batch)
+  totals = None
+  for i, batch in enumerate(device_batches(ds, mesh)):
+    sums = eval_fn(state, batch, jnp.int32(i))
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  totals = jax.device_get(totals)
+  count = max(float(totals.pop("count")), 1.0)
+  return {f"eval_{k}": float(v) / count for k, v in totals.items()}
+
+
+def train_and_evaluate(config, workdir: str,
+                       make_task: Callable[[Any, DatasetInfo], Any]) -> TrainResult:
+  validate_config(config)
+  mesh = sharding.make_mesh()
+  local_batch = sharding.local_batch_size(config.batch_size, mesh)
+  data = Data(config)
+  task = make_task(config, data.info)
+  is_main = jax.process_index() == 0
+
+  workdir = os.path.abspath(workdir)
+  if is_main:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+
+  repl, batch_sharding = sharding.replicated(mesh), sharding.data_sharded(mesh)
+  init_fn = jax.jit(task.init_state, out_shardings=repl)
+  state = init_fn(jax.random.PRNGKey(config.seed))
+
+  ckpt = Checkpointer(workdir, max_to_keep=config.get("keep_checkpoints", 3))
+  writer = RunWriter(workdir)
+  progress = None
+  try:
+    if ckpt.latest_step() is not None:
+      state = ckpt.restore(state)
+    start_step = int(jax.device_get(state.step))
+    num_steps = config.num_train_steps
+    progress = ProgressBar(num_steps, start_step, desc=os.path.basename(workdir),
+                           keys=getattr(task, "progress_keys", ()) + ("images_per_sec",))
+    if start_step:
+      progress.write(f"Resuming from the checkpoint at step {start_step} in {ckpt.directory}.")
+    if start_step >= num_steps:
+      progress.write(f"Already at step {start_step} >= num_train_steps={num_steps}; "
+                     "nothing to train.")
+      return TrainResult(state, start_step, start_step, {})
+
+    train_step = jax.jit(task.train_step, in_shardings=(repl, batch_sharding),
+                         out_shardings=(repl, repl), donate_argnums=0)
+    eval_fn = jax.jit(task.eval_step, in_shardings=(repl, batch_sharding, repl),
+                      out_shardings=repl)
+    batches = device_batches(data.train_dataset(local_batch, start_step), mesh)
+
+    history: list[dict] = []  # device metrics since the last check
+    history_start = start_step + 1
+    last_metrics: dict = {}
+    t_start = time.time()
+    t_last, timed_steps = None, 0
+    eval_every = config.get("eval_every_steps", 0)
+    for step in range(start_step + 1, num_steps + 1):
+      state, metrics = train_step(state, next(batches))
+      history.append(metrics)
+      if t_last is None:  # Exclude compilation from the throughput.
+        jax.block_until_ready(metrics)
+        t_last, timed_steps = time.time(), 0
+      else:
+        timed_steps += 1
+      last = step == num_steps
+      do_eval = bool(eval_every) and config.eval_split and (step % eval_every == 0 or last)
+      do_ckpt = step % config.checkpoint_every_steps == 0 or last
+      do_log = step % config.log_every_steps == 0 or last or do_eval
+      do_sample = step % config.sample_every_steps == 0 or last
+
+      if do_log or do_ckpt:
+        fetched = jax.device_get(history)
+        bad = _first_nonfinite(fetched, history_start)
+        if bad is not None:
+          ckpt.wait()
+          kept = ckpt.latest_step()
+          raise NonFiniteLossError(
+              f"Loss became NaN/Inf at step {bad} (last values: "
+              f"{ {k: v for k, v in fetched[bad - history_start].items() if k != 'finite'} }). "
+              f"Stopped without saving; the last good checkpoint is "
+              f"{'step ' + str(kept) if kept is not None else 'none'} in {ckpt.directory}. "
+              "Lower --config.learning_rate or check the data, then rerun to resume.")
+        history, history_start = [], step + 1
+        if do_log:
+          now = time.time()
+          rate = (timed_steps * task.images_per_step / (now - t_last)
+                  if timed_steps else float("nan"))
+          last_metrics = {**{k: v for k, v in _mean_metrics(fetched).items() if k != "finite"},
+                          "images_per_sec": rate, "wall_time_s": now - t_start}
+          if do_eval:
+            last_metrics.update(evaluate(task, state, data, mesh, eval_fn, local_batch))
+          writer.write_metrics(step, last_metrics)
+          progress.update(step, last_metrics)
+      else:
+        progress.update(step)
+
+      if do_sample:
+        write_images(task.sample_images(state), step, workdir, writer)
+      if do_ckpt:
+        ckpt.save(step, state)
+      if do_log or do_sample or do_ckpt:
+        t_last, timed_steps = time.time(), 0  # Time training only.
+    ckpt.wait()
+    writer.flush()
+    return TrainResult(state, start_step, num_steps, last_metrics)
+  finally:
+    if progress is not None:
+      progress.close()
+    ckpt.close()
+    writer.close()
+
+
+def write_images(named_images: dict, step: int, workdir: str, writer: RunWriter) -> None:
+  """Process 0 saves each [N, H, W, C] batch in [-1, 1] as a PNG grid:
+  `samples/step_<step>.png` for "samples", `samples/<name>_step_<step>.png`
+  for any other name, and to TensorBoard."""
+  if jax.process_index() != 0:
+    return
+  for name, batch in named_images.items():
+    prefix = "" if name == "samples" else f"{name}_"
+    images.save_grid(batch, os.path.join(workdir, "samples", f"{prefix}step_{step:07d}.png"))
+  writer.write_images(step, named_images)

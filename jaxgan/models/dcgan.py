@@ -1,0 +1,126 @@
+"""DCGAN generators and discriminators (pure Flax Linen modules).
+
+Two families:
+- `MnistGenerator` / `MnistDiscriminator`: the seeds' 28x28 architecture (the
+  TensorFlow DCGAN tutorial): z -> Dense 7*7*256 -> up-convolutions 128, 64,
+  channels (5x5 kernels, BatchNorm + LeakyReLU, tanh); the discriminator is
+  conv 64, conv 128 (5x5, stride 2, LeakyReLU, dropout 0.3) and a dense logit.
+- `Generator` / `Discriminator`: Radford et al. (2016) as in pytorch/examples
+  dcgan: 4x4 kernels, stride 2, BatchNorm, ReLU / LeakyReLU(0.2), N(0, 0.02)
+  initialisation, for 32x32 or 64x64 (any 4 * 2**k) images.
+
+Discriminators return one logit per image, shape [batch].
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxgan.models.layers import ConvTranspose
+
+_dcgan_init = nn.initializers.normal(0.02)
+
+
+def _bn_scale_init(key, shape, dtype=jnp.float32):
+  """BatchNorm scale ~ N(1, 0.02), as in the DCGAN paper's reference code."""
+  return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+
+
+class MnistGenerator(nn.Module):
+  """z [batch, latent] -> images [batch, 28, 28, channels] in [-1, 1]."""
+  channels: int = 1
+  negative_slope: float = 0.3  # tf.keras.layers.LeakyReLU's default, as in the seeds
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, z: jax.Array, train: bool) -> jax.Array:
+    bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)
+    act = lambda x: nn.leaky_relu(x, self.negative_slope)
+    x = nn.Dense(7 * 7 * 256, use_bias=False, dtype=self.dtype)(z)
+    x = act(bn()(x)).reshape(z.shape[0], 7, 7, 256)
+    x = act(bn()(ConvTranspose(128, (5, 5), (1, 1), use_bias=False, dtype=self.dtype)(x)))
+    x = act(bn()(ConvTranspose(64, (5, 5), (2, 2), use_bias=False, dtype=self.dtype)(x)))
+    x = ConvTranspose(self.channels, (5, 5), (2, 2), use_bias=False, dtype=self.dtype)(x)
+    return jnp.tanh(x.astype(jnp.float32))
+
+
+class MnistDiscriminator(nn.Module):
+  """images [batch, 28, 28, C] -> logits [batch]."""
+  negative_slope: float = 0.3
+  dropout_rate: float = 0.3
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    act = lambda x: nn.leaky_relu(x, self.negative_slope)
+    for features in (64, 128):
+      x = nn.Conv(features, (5, 5), (2, 2), padding="SAME", dtype=self.dtype)(x)
+      x = nn.Dropout(self.dropout_rate, deterministic=not train)(act(x))
+    x = x.reshape(x.shape[0], -1)
+    return nn.Dense(1, dtype=self.dtype)(x)[:, 0].astype(jnp.float32)
+
+
+def _num_doublings(image_size: int) -> int:
+  k = math.log2(image_size / 4) if image_size >= 8 else -1
+  if k != int(k) or k < 1:
+    raise ValueError(f"The DCGAN architecture needs image_size = 4 * 2**k "
+                     f"(8, 16, 32, 64, 128, ...); got {image_size}.")
+  return int(k)
+
+
+class Generator(nn.Module):
+  """Radford et al. DCGAN generator: z -> [batch, size, size, channels]."""
+  image_size: int = 64
+  channels: int = 3
+  base_features: int = 64  # ngf
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, z: jax.Array, train: bool) -> jax.Array:
+    n = _num_doublings(self.image_size)
+    bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                              scale_init=_bn_scale_init, dtype=self.dtype)
+    up = lambda f, s, p: ConvTranspose(f, (4, 4), (s, s), padding=((p, p), (p, p)),
+                                       use_bias=False, kernel_init=_dcgan_init, dtype=self.dtype)
+    x = z.reshape(z.shape[0], 1, 1, z.shape[-1])
+    # 1x1 -> 4x4 (PyTorch ConvTranspose2d(k=4, s=1, p=0) pads the dilated input by 3).
+    x = nn.relu(bn()(up(self.base_features * 2 ** (n - 1), 1, 3)(x)))
+    for i in reversed(range(n - 1)):
+      # PyTorch ConvTranspose2d(k=4, s=2, p=1): the dilated input is padded by 2.
+      x = nn.relu(bn()(up(self.base_features * 2 ** i, 2, 2)(x)))
+    x = up(self.channels, 2, 2)(x)
+    return jnp.tanh(x.astype(jnp.float32))
+
+
+class Discriminator(nn.Module):
+  """Radford et al. DCGAN discriminator: [batch, size, size, C] -> logits [batch]."""
+  image_size: int = 64
+  base_features: int = 64  # ndf
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    n = _num_doublings(self.image_size)
+    conv = lambda f, s, p: nn.Conv(f, (4, 4), (s, s), padding=((p, p), (p, p)), use_bias=False,
+                                   kernel_init=_dcgan_init, dtype=self.dtype)
+    x = nn.leaky_relu(conv(self.base_features, 2, 1)(x), 0.2)
+    for i in range(1, n):
+      x = conv(self.base_features * 2 ** i, 2, 1)(x)
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                       scale_init=_bn_scale_init, dtype=self.dtype)(x)
+      x = nn.leaky_relu(x, 0.2)
+    x = conv(1, 1, 0)(x)  # 4x4 -> 1x1
+    return x.reshape(x.shape[0]).astype(jnp.float32)
+
+
+def make_dcgan(image_size: int, channels: int, *, ngf: int = 64, ndf: int = 64,
+               dtype=jnp.float32) -> tuple[nn.Module, nn.Module]:
+  """The (generator, discriminator) pair for an image size."""
+  if image_size == 28:
+    return MnistGenerator(channels=channels, dtype=dtype), MnistDiscriminator(dtype=dtype)
+  return (Generator(image_size=image_size, channels=channels, base_features=ngf, dtype=dtype),
+          Discriminator(image_size=image_size, base_features=ndf, dtype=dtype))

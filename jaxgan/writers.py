@@ -1,0 +1,105 @@
+"""Run logging: `metrics.jsonl`, TensorBoard event files and a progress bar.
+
+Only process 0 writes; on other processes every method is a no-op, so callers
+need no `if jax.process_index() == 0` of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+import jax
+import numpy as np
+
+
+def _plain(value):
+  """JSON-safe Python scalars (NaN/Inf become strings, which JSON allows to read back)."""
+  value = np.asarray(value).item() if hasattr(value, "shape") or isinstance(
+      value, np.generic) else value
+  if isinstance(value, float) and not math.isfinite(value):
+    return str(value)
+  return value
+
+
+class RunWriter:
+  """Appends metrics to `<run_dir>/metrics.jsonl` and TensorBoard events."""
+
+  def __init__(self, run_dir: str, tensorboard: bool = True):
+    self.enabled = jax.process_index() == 0
+    self.path = os.path.join(run_dir, "metrics.jsonl")
+    self._tb = None
+    if self.enabled:
+      os.makedirs(run_dir, exist_ok=True)
+      if tensorboard:
+        import jaxgan.data.tf  # noqa: F401  (TF with GPUs hidden, before CLU imports it)
+        from clu import metric_writers
+        self._tb = metric_writers.AsyncWriter(metric_writers.SummaryWriter(run_dir))
+
+  def write_metrics(self, step: int, metrics: dict) -> None:
+    if not self.enabled:
+      return
+    record = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    if self._tb is not None:
+      self._tb.write_scalars(step, {k: v for k, v in record.items()
+                                    if k != "step" and isinstance(v, (int, float))})
+
+  def write_images(self, step: int, images: dict[str, np.ndarray]) -> None:
+    """Images in [-1, 1], [N, H, W, C], to TensorBoard."""
+    if self.enabled and self._tb is not None:
+      self._tb.write_images(step, {k: np.clip((v + 1.0) / 2.0, 0.0, 1.0)
+                                   for k, v in images.items()})
+
+  def flush(self) -> None:
+    if self._tb is not None:
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
+
+
+def read_metrics(run_dir: str) -> list[dict]:
+  """The records of a run's `metrics.jsonl`, in order."""
+  path = os.path.join(run_dir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class ProgressBar:
+  """Terminal progress: step, ETA and the latest metrics (process 0 only)."""
+
+  def __init__(self, total: int, initial: int, desc: str, keys: tuple[str, ...]):
+    self.keys = keys
+    self._bar = None
+    if jax.process_index() == 0:
+      from tqdm import tqdm
+      interactive = sys.stderr.isatty()
+      self._bar = tqdm(total=total, initial=initial, desc=desc, unit="step",
+                       dynamic_ncols=True, mininterval=0.5 if interactive else 30.0,
+                       file=sys.stderr)
+
+  def update(self, step: int, metrics: dict | None = None) -> None:
+    if self._bar is None:
+      return
+    if metrics:
+      shown = {k: metrics[k] for k in self.keys if k in metrics}
+      self._bar.set_postfix({k: f"{float(v):.3g}" for k, v in shown.items()}, refresh=False)
+    self._bar.update(step - self._bar.n)
+
+  def write(self, message: str) -> None:
+    if self._bar is not None:
+      self._bar.write(message, file=sys.stderr)
+    elif jax.process_index() == 0:
+      print(message, file=sys.stderr)
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()

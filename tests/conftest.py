@@ -1,0 +1,20 @@
+"""Every test runs with 8 simulated CPU devices, so multi-device code paths are
+exercised everywhere (a 1-device mesh is still available as jax.devices()[:1])."""
+
+import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+MNIST_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
+
+
+@pytest.fixture(scope="session")
+def num_devices():
+  n = jax.device_count()
+  assert n == 8, f"tests expect 8 simulated CPU devices, got {n}"
+  return n

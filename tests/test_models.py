@@ -1,0 +1,59 @@
+"""Shapes and ranges of every model."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from jaxgan.models.dcgan import (Discriminator, Generator, MnistDiscriminator,
+                                 MnistGenerator, make_dcgan)
+
+
+@pytest.mark.parametrize("size,channels", [(28, 1), (28, 3), (32, 3), (32, 1), (64, 3)])
+def test_generator_and_discriminator_shapes(size, channels):
+  g, d = make_dcgan(size, channels, ngf=8, ndf=8)
+  assert isinstance(g, MnistGenerator if size == 28 else Generator)
+  assert isinstance(d, MnistDiscriminator if size == 28 else Discriminator)
+  z = jax.random.normal(jax.random.key(0), (3, 100))
+  g_vars = g.init(jax.random.key(1), z, train=False)
+  for train in (False, True):
+    images = g.apply(g_vars, z, train=train, mutable=["batch_stats"])[0] if train else \
+        g.apply(g_vars, z, train=False)
+    assert images.shape == (3, size, size, channels)
+    assert float(jnp.max(jnp.abs(images))) <= 1.0  # tanh output
+  d_vars = d.init(jax.random.key(2), images, train=False)
+  logits = d.apply(d_vars, images, train=False)
+  assert logits.shape == (3,) and logits.dtype == jnp.float32
+
+
+def test_radford_layers_follow_pytorch_examples():
+  """64x64: ngf*8 at 4x4, then 4 stride-2 up-convolutions to 64x64; N(0, 0.02) init."""
+  g = Generator(image_size=64, channels=3)
+  params = g.init(jax.random.key(0), jnp.zeros((1, 100)), train=False)["params"]
+  kernels = [params[f"ConvTranspose_{i}"]["kernel"] for i in range(5)]
+  assert [k.shape for k in kernels] == [(4, 4, 100, 512), (4, 4, 512, 256), (4, 4, 256, 128),
+                                        (4, 4, 128, 64), (4, 4, 64, 3)]
+  assert abs(float(jnp.std(kernels[1])) - 0.02) < 0.002
+  d = Discriminator(image_size=64)
+  dparams = d.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False)["params"]
+  assert [dparams[f"Conv_{i}"]["kernel"].shape[-1] for i in range(5)] == [64, 128, 256, 512, 1]
+
+
+def test_mnist_generator_follows_the_seeds():
+  params = MnistGenerator().init(jax.random.key(0), jnp.zeros((1, 100)), train=False)["params"]
+  assert params["Dense_0"]["kernel"].shape == (100, 7 * 7 * 256)
+  assert [params[f"ConvTranspose_{i}"]["kernel"].shape[-1] for i in range(3)] == [128, 64, 1]
+
+
+def test_dropout_only_in_training():
+  d = MnistDiscriminator()
+  x = jax.random.normal(jax.random.key(0), (4, 28, 28, 1))
+  v = d.init(jax.random.key(1), x, train=False)
+  assert jnp.array_equal(d.apply(v, x, train=False), d.apply(v, x, train=False))
+  a = d.apply(v, x, train=True, rngs={"dropout": jax.random.key(2)})
+  b = d.apply(v, x, train=True, rngs={"dropout": jax.random.key(3)})
+  assert not jnp.allclose(a, b)
+
+
+def test_unsupported_image_size_is_a_clear_error():
+  with pytest.raises(ValueError, match="image_size"):
+    make_dcgan(48, 3)[0].init(jax.random.key(0), jnp.zeros((1, 100)), train=False)
