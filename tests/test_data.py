@@ -1,0 +1,244 @@
+"""Every data source yields correctly shaped, scaled, sharded batches and
+rejects bad input with a clear error."""
+
+import gzip
+import os
+import struct
+import time
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxgan import sharding
+from jaxgan.data import Data, DataError, device_batches, read_idx
+from jaxgan.data import sources
+
+
+def _config(dataset, **overrides):
+  c = ml_collections.ConfigDict(dict(
+      dataset=dataset, data_dir=None, train_split="train", eval_split="test", image_size=28,
+      batch_size=16, seed=0, shuffle_buffer=10_000, cache_data=True))
+  c.update(overrides)
+  return c
+
+
+def _write_idx(path, array, compress=False):
+  header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I",
+                                                                      *array.shape)
+  raw = header + array.astype(np.uint8).tobytes()
+  with open(path, "wb") as f:
+    f.write(gzip.compress(raw) if compress else raw)
+
+
+@pytest.fixture
+def idx_dir(tmp_path):
+  rng = np.random.default_rng(0)
+  train = rng.integers(0, 256, (40, 28, 28), dtype=np.uint8)
+  train[0] = 0
+  train[1] = 255
+  _write_idx(tmp_path / "train-images-idx3-ubyte.gz", train, compress=True)
+  _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.arange(40) % 10, compress=True)
+  _write_idx(tmp_path / "t10k-images-idx3-ubyte", rng.integers(0, 256, (20, 28, 28)))
+  _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(20) % 10)
+  return tmp_path
+
+
+def _check_batch(batch, size, channels, n):
+  image = np.asarray(batch["image"])
+  assert image.shape == (n, size, size, channels) and image.dtype == np.float32
+  assert image.min() >= -1.0 and image.max() <= 1.0
+  assert np.asarray(batch["label"]).dtype == np.int32
+
+
+def test_idx_source_batches_are_scaled_and_sharded(idx_dir, num_devices):
+  data = Data(_config(f"idx:{idx_dir}", shuffle_buffer=1))
+  assert data.info.image_shape == (28, 28, 1)
+  assert (data.info.num_train_examples, data.info.num_eval_examples) == (40, 20)
+  assert data.info.num_classes == 10
+  mesh = sharding.make_mesh()
+  ds = data.train_dataset(sharding.local_batch_size(16, mesh))
+  batch = next(device_batches(ds, mesh))
+  _check_batch(batch, 28, 1, 16)
+  assert batch["image"].sharding.spec == jax.sharding.PartitionSpec("data")
+  assert len(batch["image"].addressable_shards) == num_devices
+  assert {s.data.shape for s in batch["image"].addressable_shards} == {(2, 28, 28, 1)}
+  # Pixel 0 -> -1 and 255 -> +1 exactly (shuffle_buffer=1 keeps file order).
+  first = np.asarray(batch["image"])
+  assert np.all(first[0] == -1.0) and np.all(first[1] == 1.0)
+  np.testing.assert_array_equal(np.asarray(batch["label"]), np.arange(16) % 10)
+
+
+def test_split_syntax_and_eval_padding(idx_dir):
+  data = Data(_config(f"idx:{idx_dir}", train_split="train[:75%]+test[:5]",
+                      eval_split="test[15:]"))
+  assert data.info.num_train_examples == 35 and data.info.num_eval_examples == 5
+  ds, num_batches = data.eval_dataset(4)
+  batches = list(ds.as_numpy_iterator())
+  assert num_batches == len(batches) == 2
+  mask = np.concatenate([b["mask"] for b in batches])
+  assert mask.tolist() == [1.0] * 5 + [0.0] * 3
+  _check_batch(batches[0], 28, 1, 4)
+
+
+def test_process_shards_partition_the_split(idx_dir):
+  data = Data(_config(f"idx:{idx_dir}", eval_split="test[:19]"))
+  labels = []
+  for p in range(3):
+    ds, num_batches = data.eval_dataset(4, process_index=p, process_count=3)
+    assert num_batches == 2  # Every process runs the same number of steps.
+    for b in ds.as_numpy_iterator():
+      labels.extend(b["label"][b["mask"] > 0].tolist())
+  assert sorted(labels) == sorted((np.arange(20) % 10)[:19].tolist())
+
+
+def test_pipeline_is_deterministic_and_resumes_at_the_step(idx_dir):
+  data = Data(_config(f"idx:{idx_dir}"))
+  take = lambda ds, n: [b["image"] for _, b in zip(range(n), ds.as_numpy_iterator())]
+  a, b = take(data.train_dataset(8), 7), take(data.train_dataset(8), 7)
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x, y)
+  # Resuming at step 5 (mid second epoch: 5 steps per epoch) continues the stream.
+  resumed = take(data.train_dataset(8, start_step=5), 2)
+  np.testing.assert_array_equal(resumed[0], a[5])
+  np.testing.assert_array_equal(resumed[1], a[6])
+  other = take(Data(_config(f"idx:{idx_dir}", seed=1)).train_dataset(8), 1)
+  assert not np.array_equal(other[0], a[0])
+
+
+@pytest.mark.parametrize("corruption,message", [
+    ("truncate", "truncated or corrupt"),
+    ("magic", "not an IDX file"),
+    ("bad_gzip", "corrupt or truncated gzip"),
+])
+def test_idx_rejects_corrupt_files(idx_dir, corruption, message):
+  path = idx_dir / "t10k-images-idx3-ubyte"
+  raw = path.read_bytes()
+  if corruption == "truncate":
+    path.write_bytes(raw[:-100])
+  elif corruption == "magic":
+    path.write_bytes(b"\x00\x00\x09\x03" + raw[4:])
+  else:
+    gz = idx_dir / "train-images-idx3-ubyte.gz"
+    gz.write_bytes(gz.read_bytes()[:50])
+  with pytest.raises(DataError, match=message):
+    Data(_config(f"idx:{idx_dir}"))
+
+
+def test_idx_rejects_mismatched_and_missing_files(idx_dir, tmp_path_factory):
+  _write_idx(idx_dir / "t10k-labels-idx1-ubyte", np.arange(19) % 10)
+  with pytest.raises(DataError, match="20 images .* but 19 labels"):
+    Data(_config(f"idx:{idx_dir}"))
+  os.remove(idx_dir / "t10k-labels-idx1-ubyte")
+  with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.* is missing"):
+    Data(_config(f"idx:{idx_dir}"))
+  empty = tmp_path_factory.mktemp("empty")
+  with pytest.raises(DataError, match="no IDX files found"):
+    Data(_config(f"idx:{empty}"))
+  with pytest.raises(DataError, match="does not exist"):
+    Data(_config(f"idx:{empty}/nope"))
+
+
+def test_real_mnist_files_when_present():
+  from conftest import MNIST_DIR
+  if not os.path.isdir(MNIST_DIR):
+    pytest.skip("../shared/data/mnist is not beside the checkout")
+  images = read_idx(os.path.join(MNIST_DIR, "t10k-images-idx3-ubyte.gz"))
+  import hashlib
+  # The decompressed bytes are the official MNIST test images.
+  assert images.shape == (10000, 28, 28)
+  header = struct.pack(">BBBB", 0, 0, 8, 3) + struct.pack(">3I", 10000, 28, 28)
+  assert hashlib.md5(header + images.tobytes()).hexdigest() == "2646ac647ad5339dbf082846283269ea"
+
+
+def _write_png(path, size, color, mode="RGB"):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  Image.new(mode, size, color).save(path)
+
+
+def test_folder_source_with_class_and_split_subfolders(tmp_path):
+  for split, n in (("train", 6), ("test", 3)):
+    for cls, color in (("cat", (255, 0, 0)), ("dog", (0, 0, 255))):
+      for i in range(n):
+        _write_png(str(tmp_path / split / cls / f"{i}.png"), (40 + i, 30), color)
+  data = Data(_config(f"folder:{tmp_path}", image_size=32, batch_size=4, train_split="train",
+                      eval_split="test"))
+  assert data.info.image_shape == (32, 32, 3)
+  assert (data.info.num_train_examples, data.info.num_eval_examples) == (12, 6)
+  batch = next(data.train_dataset(4).as_numpy_iterator())
+  _check_batch(batch, 32, 3, 4)
+  for image, label in zip(batch["image"], batch["label"]):
+    # cat (label 0) is pure red, dog (label 1) pure blue, after resizing too.
+    np.testing.assert_allclose(image.mean(axis=(0, 1)),
+                               [1, -1, -1] if label == 0 else [-1, -1, 1], atol=1e-5)
+
+
+def test_folder_without_split_subfolders_is_one_train_split(tmp_path):
+  for i in range(4):
+    _write_png(str(tmp_path / "a" / f"{i}.jpg"), (28, 28), 200, mode="L")
+  data = Data(_config(f"folder:{tmp_path}", eval_split="train[:2]", batch_size=2))
+  assert data.info.image_shape == (28, 28, 1) and data.info.num_train_examples == 4
+  batch = next(data.train_dataset(2).as_numpy_iterator())
+  _check_batch(batch, 28, 1, 2)
+  with pytest.raises(DataError, match="Unknown split 'test'"):
+    Data(_config(f"folder:{tmp_path}", eval_split="test"))
+
+
+def test_folder_rejects_empty_and_corrupt(tmp_path):
+  (tmp_path / "empty" / "cls").mkdir(parents=True)
+  with pytest.raises(DataError, match="holds no PNG/JPEG images"):
+    Data(_config(f"folder:{tmp_path / 'empty'}"))
+  _write_png(str(tmp_path / "bad" / "cls" / "ok.png"), (28, 28), (1, 2, 3))
+  (tmp_path / "bad" / "cls" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+  with pytest.raises(DataError, match="broken.png is not a readable"):
+    Data(_config(f"folder:{tmp_path / 'bad'}"))
+
+
+def test_digits_offline_dataset():
+  data = Data(_config("digits", image_size=32))
+  assert data.info.image_shape == (32, 32, 1)
+  assert (data.info.num_train_examples, data.info.num_eval_examples) == (1500, 297)
+  batch = next(data.train_dataset(16).as_numpy_iterator())
+  _check_batch(batch, 32, 1, 16)
+  assert batch["image"].min() == -1.0 and batch["image"].max() > 0.9  # background and ink
+
+
+def test_tfds_mock_data(monkeypatch, tmp_path):
+  import tensorflow_datasets as tfds
+  monkeypatch.setattr(sources, "_network_available", lambda *a, **k: True)
+  with tfds.testing.mock_data(num_examples=24):
+    data = Data(_config("mnist", data_dir=str(tmp_path), image_size=32, batch_size=8))
+    assert data.info.image_shape == (32, 32, 1)
+    batch = next(data.train_dataset(8).as_numpy_iterator())
+    _check_batch(batch, 32, 1, 8)
+    # mock_data gives every (sub-)split, so each process's shard, 24 examples.
+    ds, num_batches = data.eval_dataset(10, process_index=1, process_count=2)
+    batches = list(ds.as_numpy_iterator())
+    assert num_batches == len(batches) == 3
+    assert sum(float(b["mask"].sum()) for b in batches) == 24
+
+
+def test_tfds_offline_fails_fast_with_remedies(monkeypatch, tmp_path):
+  monkeypatch.setattr(sources, "_network_available", lambda *a, **k: False)
+  start = time.time()
+  with pytest.raises(DataError) as e:
+    Data(_config("mnist", data_dir=str(tmp_path)))
+  assert time.time() - start < 10
+  message = str(e.value)
+  assert "'mnist'" in message and str(tmp_path) in message
+  assert "python -m jaxgan.data.prepare mnist" in message and "idx:DIR" in message
+
+
+def test_unknown_dataset_and_split():
+  with pytest.raises(DataError, match="Unknown dataset 'mnistt'"):
+    Data(_config("mnistt"))
+  with pytest.raises(DataError, match="Bad split 'validation'"):
+    Data(_config("digits", eval_split="validation"))
+
+
+def test_batch_size_must_divide_over_devices(num_devices):
+  with pytest.raises(ValueError, match="does not divide over the 8 devices"):
+    sharding.local_batch_size(20, sharding.make_mesh())
+  assert sharding.local_batch_size(24, sharding.make_mesh()) == 24

@@ -1,0 +1,91 @@
+"""End to end: train_and_evaluate writes the whole run directory, resumes,
+and stops cleanly on a NaN loss."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from experiments import dcgan
+from experiments.configs.dcgan import get_config
+from jaxgan.checkpoint import Checkpointer
+from jaxgan.loop import NonFiniteLossError, train_and_evaluate
+from jaxgan.tasks.gan import GANTask
+from jaxgan.writers import read_metrics
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(**overrides):
+  config = get_config()
+  config.update(dict(dataset="digits", batch_size=16, num_train_steps=4, log_every_steps=2,
+                     sample_every_steps=2, checkpoint_every_steps=2, eval_every_steps=4,
+                     eval_split="test[:40]", num_sample_images=16))
+  config.update(overrides)
+  return config
+
+
+def test_run_directory_and_resume(tmp_path):
+  workdir = str(tmp_path / "run")
+  result = dcgan.train_and_evaluate(tiny_config(), workdir)
+  assert (result.start_step, result.step) == (0, 4)
+
+  with open(os.path.join(workdir, "config.json")) as f:
+    assert json.load(f)["dataset"] == "digits"
+  records = read_metrics(workdir)
+  assert [r["step"] for r in records] == [2, 4]
+  for r in records:
+    assert r["images_per_sec"] > 0 and r["wall_time_s"] > 0
+    for key in ("d_loss", "g_loss", "d_real", "d_fake"):
+      assert isinstance(r[key], float)
+  assert 0.0 <= records[-1]["eval_d_real"] <= 1.0 and records[-1]["eval_d_loss"] > 0
+  assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
+  samples = sorted(os.listdir(os.path.join(workdir, "samples")))
+  assert samples == ["step_0000002.png", "step_0000004.png"]
+  assert Checkpointer(workdir).all_steps() == [2, 4]
+
+  # Same workdir again, longer: resumes at step 4, does not start over.
+  resumed = dcgan.train_and_evaluate(tiny_config(num_train_steps=6), workdir)
+  assert (resumed.start_step, resumed.step) == (4, 6)
+  assert int(jax.device_get(resumed.state.step)) == 6
+  assert [r["step"] for r in read_metrics(workdir)] == [2, 4, 6]
+  assert Checkpointer(workdir).latest_step() == 6
+
+
+class _NaNAfter(GANTask):
+  """A GAN whose losses turn NaN from step 4 on."""
+
+  def train_step(self, state, batch):
+    new_state, metrics = super().train_step(state, batch)
+    bad = new_state.step >= 4
+    metrics = {k: jnp.where(bad, jnp.nan, v) if k != "finite" else jnp.where(bad, 0.0, v)
+               for k, v in metrics.items()}
+    return new_state, metrics
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+  workdir = str(tmp_path / "nan")
+  config = tiny_config(num_train_steps=8, log_every_steps=4, eval_every_steps=0)
+  with pytest.raises(NonFiniteLossError, match="NaN/Inf at step 4.*last good checkpoint is step 2"):
+    train_and_evaluate(config, workdir, lambda c, info: _NaNAfter(c, info.image_shape))
+  assert Checkpointer(workdir).all_steps() == [2]
+
+
+def _cli(*args, timeout=120):
+  return subprocess.run([sys.executable, "-m", "experiments.dcgan", *args], cwd=REPO,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_reports_bad_input_clearly(tmp_path):
+  missing = tmp_path / "no_such_dir"
+  proc = _cli(f"--workdir={tmp_path / 'run'}", f"--config.dataset=idx:{missing}")
+  assert proc.returncode == 1
+  assert f"error: idx: directory '{missing}' does not exist" in proc.stderr
+  assert "Traceback" not in proc.stderr
+  proc = _cli(f"--workdir={tmp_path / 'run'}", "--config.batch_sise=8")
+  assert proc.returncode != 0 and "batch_sise" in proc.stderr
