@@ -105,7 +105,7 @@ def train_and_evaluate(config, workdir: str,
 
   ckpt = Checkpointer(workdir, max_to_keep=config.get("keep_checkpoints", 3))
   writer = RunWriter(workdir)
-  progress = None
+  progress = batches = None
   try:
     if ckpt.latest_step() is not None:
       state = ckpt.restore(state)
@@ -182,6 +182,8 @@ def train_and_evaluate(config, workdir: str,
     writer.flush()
     return TrainResult(state, start_step, num_steps, last_metrics)
   finally:
+    if batches is not None:
+      batches.close()  # Stops the prefetch thread.
     if progress is not None:
       progress.close()
     ckpt.close()

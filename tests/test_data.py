@@ -4,6 +4,7 @@ rejects bad input with a clear error."""
 import gzip
 import os
 import struct
+import threading
 import time
 
 import jax
@@ -242,3 +243,15 @@ def test_batch_size_must_divide_over_devices(num_devices):
   with pytest.raises(ValueError, match="does not divide over the 8 devices"):
     sharding.local_batch_size(20, sharding.make_mesh())
   assert sharding.local_batch_size(24, sharding.make_mesh()) == 24
+
+
+def test_closing_device_batches_stops_the_prefetch_thread(idx_dir):
+  """A prefetch thread left inside TensorFlow at interpreter exit aborts the
+  process; closing the stream must stop it."""
+  before = threading.active_count()
+  mesh = sharding.make_mesh()
+  batches = device_batches(Data(_config(f"idx:{idx_dir}")).train_dataset(16), mesh)
+  next(batches)
+  assert threading.active_count() == before + 1
+  batches.close()
+  assert threading.active_count() == before

@@ -1,5 +1,6 @@
 """The GAN train step: sharding-invariant, learns, deterministic."""
 
+import functools
 import os
 
 import jax
@@ -27,12 +28,20 @@ def _real_batch(n: int) -> dict:
           "label": np.zeros((n,), np.int32)}
 
 
-def _run(task, batch, devices, num_steps):
-  mesh = sharding.make_mesh(devices)
+@functools.cache
+def _compiled(task, devices):
+  """(mesh, init, step) for `devices`, compiled once per test module."""
+  mesh = sharding.make_mesh(list(devices))
   repl = sharding.replicated(mesh)
-  state = jax.jit(task.init_state, out_shardings=repl)(jax.random.PRNGKey(0))
+  init = jax.jit(task.init_state, out_shardings=repl)
   step = jax.jit(task.train_step, in_shardings=(repl, sharding.data_sharded(mesh)),
                  out_shardings=(repl, repl), donate_argnums=0)
+  return mesh, init, step
+
+
+def _run(task, batch, devices, num_steps):
+  mesh, init, step = _compiled(task, tuple(devices))
+  state = init(jax.random.PRNGKey(0))
   global_batch = sharding.to_global_batch(batch, mesh)
   history = []
   for _ in range(num_steps):

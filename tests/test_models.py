@@ -14,32 +14,40 @@ def test_generator_and_discriminator_shapes(size, channels):
   assert isinstance(g, MnistGenerator if size == 28 else Generator)
   assert isinstance(d, MnistDiscriminator if size == 28 else Discriminator)
   z = jax.random.normal(jax.random.key(0), (3, 100))
-  g_vars = g.init(jax.random.key(1), z, train=False)
-  for train in (False, True):
-    images = g.apply(g_vars, z, train=train, mutable=["batch_stats"])[0] if train else \
-        g.apply(g_vars, z, train=False)
-    assert images.shape == (3, size, size, channels)
-    assert float(jnp.max(jnp.abs(images))) <= 1.0  # tanh output
-  d_vars = d.init(jax.random.key(2), images, train=False)
-  logits = d.apply(d_vars, images, train=False)
+
+  @jax.jit
+  def run(z):
+    g_vars = g.init(jax.random.key(1), z, train=False)
+    train_images, _ = g.apply(g_vars, z, train=True, mutable=["batch_stats"])
+    images = g.apply(g_vars, z, train=False)
+    d_vars = d.init(jax.random.key(2), images, train=False)
+    return train_images, images, d.apply(d_vars, images, train=False)
+
+  train_images, images, logits = run(z)
+  for x in (train_images, images):
+    assert x.shape == (3, size, size, channels)
+    assert float(jnp.max(jnp.abs(x))) <= 1.0  # tanh output
   assert logits.shape == (3,) and logits.dtype == jnp.float32
 
 
 def test_radford_layers_follow_pytorch_examples():
   """64x64: ngf*8 at 4x4, then 4 stride-2 up-convolutions to 64x64; N(0, 0.02) init."""
   g = Generator(image_size=64, channels=3)
-  params = g.init(jax.random.key(0), jnp.zeros((1, 100)), train=False)["params"]
+  params = jax.jit(lambda z: g.init(jax.random.key(0), z, train=False))(
+      jnp.zeros((1, 100)))["params"]
   kernels = [params[f"ConvTranspose_{i}"]["kernel"] for i in range(5)]
   assert [k.shape for k in kernels] == [(4, 4, 100, 512), (4, 4, 512, 256), (4, 4, 256, 128),
                                         (4, 4, 128, 64), (4, 4, 64, 3)]
   assert abs(float(jnp.std(kernels[1])) - 0.02) < 0.002
   d = Discriminator(image_size=64)
-  dparams = d.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False)["params"]
+  dparams = jax.eval_shape(lambda x: d.init(jax.random.key(0), x, train=False),
+                           jnp.zeros((1, 64, 64, 3)))["params"]
   assert [dparams[f"Conv_{i}"]["kernel"].shape[-1] for i in range(5)] == [64, 128, 256, 512, 1]
 
 
 def test_mnist_generator_follows_the_seeds():
-  params = MnistGenerator().init(jax.random.key(0), jnp.zeros((1, 100)), train=False)["params"]
+  params = jax.eval_shape(lambda z: MnistGenerator().init(jax.random.key(0), z, train=False),
+                          jnp.zeros((1, 100)))["params"]
   assert params["Dense_0"]["kernel"].shape == (100, 7 * 7 * 256)
   assert [params[f"ConvTranspose_{i}"]["kernel"].shape[-1] for i in range(3)] == [128, 64, 1]
 

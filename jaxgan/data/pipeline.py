@@ -124,6 +124,7 @@ def device_batches(ds: tf.data.Dataset, mesh, prefetch: int = 2) -> Iterator:
 
   A background thread converts and transfers the next `prefetch` batches
   while the current step runs, so the accelerator does not wait on the host.
+  Close the generator (`.close()`) when done with an infinite stream.
   """
   it = ds.as_numpy_iterator()
   if prefetch <= 0:
@@ -161,4 +162,7 @@ def device_batches(ds: tf.data.Dataset, mesh, prefetch: int = 2) -> Iterator:
         raise item
       yield item
   finally:
+    # Closing the generator stops the producer. Join it: a thread still inside
+    # TensorFlow when the interpreter exits aborts the whole process.
     stop.set()
+    thread.join(timeout=60)

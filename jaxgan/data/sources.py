@@ -57,12 +57,20 @@ def shard_indices(num_examples: int, process_index: int, process_count: int) -> 
   return np.arange(process_index, num_examples, process_count)
 
 
+class _IndexedSource:
+  """Sources whose examples are numbered: sizes follow from the split alone."""
+
+  def shard_sizes(self, spec: str, process_count: int) -> list[int]:
+    n = sum(stop - start for _, start, stop in resolve_split(spec, self.splits))
+    return [len(shard_indices(n, p, process_count)) for p in range(process_count)]
+
+
 # ---------------------------------------------------------------------------
 # In-memory arrays: idx:, digits
 
 
 @dataclasses.dataclass
-class ArraySource:
+class ArraySource(_IndexedSource):
   """Images held in memory as uint8 [N, H, W, C] arrays, per split."""
   name: str
   images: dict[str, np.ndarray]
@@ -89,10 +97,6 @@ class ArraySource:
     images = np.concatenate([self.images[s][a:b] for s, a, b in ranges])
     labels = np.concatenate([self.labels[s][a:b] for s, a, b in ranges])
     return images, labels
-
-  def shard_sizes(self, spec: str, process_count: int) -> list[int]:
-    n = len(self._select(spec)[1])
-    return [len(shard_indices(n, p, process_count)) for p in range(process_count)]
 
   def examples(self, spec: str, process_index: int, process_count: int) -> tf.data.Dataset:
     images, labels = self._select(spec)
@@ -186,7 +190,7 @@ _SPLIT_NAMES = ("train", "test", "validation", "valid", "val", "eval")
 
 
 @dataclasses.dataclass
-class FolderSource:
+class FolderSource(_IndexedSource):
   """Image files on disk, decoded in the pipeline."""
   name: str
   files: dict[str, list[str]]
@@ -208,10 +212,6 @@ class FolderSource:
     files = [f for s, a, b in ranges for f in self.files[s][a:b]]
     labels = np.concatenate([self.labels[s][a:b] for s, a, b in ranges])
     return files, labels
-
-  def shard_sizes(self, spec: str, process_count: int) -> list[int]:
-    n = len(self._select(spec)[0])
-    return [len(shard_indices(n, p, process_count)) for p in range(process_count)]
 
   def examples(self, spec: str, process_index: int, process_count: int) -> tf.data.Dataset:
     files, labels = self._select(spec)
@@ -320,9 +320,8 @@ class TFDSSource:
 
   @property
   def num_classes(self) -> int:
-    label = self.builder.info.features.get("label") if hasattr(
-        self.builder.info.features, "get") else None
-    return getattr(label, "num_classes", 1) if label is not None else 1
+    features = self.builder.info.features
+    return getattr(features["label"], "num_classes", 1) if "label" in features else 1
 
   def _check_split(self, spec: str):
     if self.splits:  # Unknown only for mocked data.

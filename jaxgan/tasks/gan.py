@@ -60,9 +60,8 @@ class GANTask:
     self.config = config
     self.image_shape = tuple(image_shape)
     size, _, channels = self.image_shape
-    dtype = jnp.dtype(config.get("compute_dtype", "float32"))
     self.generator, self.discriminator = make_dcgan(
-        size, channels, ngf=config.get("ngf", 64), ndf=config.get("ndf", 64), dtype=dtype)
+        size, channels, ngf=config.get("ngf", 64), ndf=config.get("ndf", 64))
     self.latent_dim = config.latent_dim
     make_tx = lambda: optax.adam(config.learning_rate, b1=config.beta1, b2=config.beta2)
     self.g_tx, self.d_tx = make_tx(), make_tx()
