@@ -89,3 +89,11 @@ def test_cli_reports_bad_input_clearly(tmp_path):
   assert "Traceback" not in proc.stderr
   proc = _cli(f"--workdir={tmp_path / 'run'}", "--config.batch_sise=8")
   assert proc.returncode != 0 and "batch_sise" in proc.stderr
+
+
+def test_prepare_rejects_unknown_dataset():
+  proc = subprocess.run([sys.executable, "-m", "jaxgan.data.prepare", "mnistt"], cwd=REPO,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 1
+  assert "error: 'mnistt' is not a TFDS catalog dataset" in proc.stderr
+  assert "Traceback" not in proc.stderr

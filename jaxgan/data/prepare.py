@@ -19,8 +19,19 @@ def main(argv=None) -> int:
   import jaxgan.data.tf  # noqa: F401  (TF with GPUs hidden)
   import tensorflow_datasets as tfds
   for name in args.names:
-    builder = tfds.builder(name, data_dir=args.data_dir)
-    builder.download_and_prepare()
+    try:
+      builder = tfds.builder(name, data_dir=args.data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+      print(f"error: {name!r} is not a TFDS catalog dataset "
+            "(https://www.tensorflow.org/datasets/catalog/overview).", file=sys.stderr)
+      return 1
+    try:
+      builder.download_and_prepare()
+    except Exception as e:  # Network, disk or TFDS errors: say which dataset and where.
+      print(f"error: could not download and prepare {name!r} into {builder.data_dir}: "
+            f"{type(e).__name__}: {e}\nThis command needs network access to the dataset's "
+            "download site.", file=sys.stderr)
+      return 1
     print(f"{name}: prepared in {builder.data_path}")
   return 0
 
