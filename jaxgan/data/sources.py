@@ -342,7 +342,6 @@ class TFDSSource:
     return sizes
 
   def examples(self, spec: str, process_index: int, process_count: int) -> tf.data.Dataset:
-    import tensorflow_datasets as tfds
     shard = self._shards(spec, process_count)[process_index]
     ds = self.builder.as_dataset(split=shard, shuffle_files=False)
     return ds.map(lambda ex: {"image": ex["image"],
