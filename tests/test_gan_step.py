@@ -109,3 +109,37 @@ def test_step_is_deterministic_and_uses_fresh_noise(task):
     np.testing.assert_array_equal(a, b)
   # Steps draw different z (fold_in(key, step)): D(G(z)) differs between steps.
   assert float(ha[0]["d_fake"]) != float(ha[1]["d_fake"])
+
+
+def test_generator_average_follows_the_warmed_up_ema(task):
+  """g_ema starts at the initial params and after each step is
+  d * g_ema + (1 - d) * g.params with d = min(ema_decay, (1 + t) / (10 + t));
+  ema_decay = 0 keeps it equal to the live params. Sample grids use it."""
+  batch = _real_batch(16)
+  s0 = jax.device_get(_compiled(task, tuple(jax.devices()[:1]))[1](jax.random.PRNGKey(0)))
+  s2, _ = _run(task, batch, jax.devices()[:1], 2)
+  s1, _ = _run(task, batch, jax.devices()[:1], 1)
+  for e0, p0 in zip(jax.tree.leaves(s0.g_ema), jax.tree.leaves(s0.g.params)):
+    np.testing.assert_array_equal(e0, p0)
+  d0, d1 = min(0.999, 1 / 10), min(0.999, 2 / 11)
+  for e0, p1, p2, e2 in zip(*(jax.tree.leaves(t) for t in
+                              (s0.g_ema, s1.g.params, s2.g.params, s2.g_ema))):
+    e1 = d0 * e0 + (1 - d0) * p1
+    np.testing.assert_allclose(e2, d1 * e1 + (1 - d1) * p2, rtol=1e-6, atol=1e-7)
+  assert any(not np.array_equal(e, p) for e, p in
+             zip(jax.tree.leaves(s2.g_ema), jax.tree.leaves(s2.g.params)))
+  grids = task.sample_images(jax.device_put(s2))
+  assert set(grids) == {"samples", "live"}
+  assert grids["samples"].shape == (task.config.num_sample_images, 28, 28, 1)
+  assert not np.allclose(grids["samples"], grids["live"])
+
+  config = task.config.copy_and_resolve_references()
+  config.ema_decay = 0.0
+  plain = GANTask(config, (28, 28, 1))
+  s, _ = _run(plain, batch, jax.devices()[:1], 2)
+  for e, p in zip(jax.tree.leaves(s.g_ema), jax.tree.leaves(s.g.params)):
+    np.testing.assert_array_equal(e, p)
+  assert set(plain.sample_images(jax.device_put(s))) == {"samples"}
+  config.ema_decay = 1.0
+  with pytest.raises(ValueError, match="ema_decay"):
+    GANTask(config, (28, 28, 1))

@@ -46,7 +46,8 @@ def test_run_directory_and_resume(tmp_path):
   assert 0.0 <= records[-1]["eval_d_real"] <= 1.0 and records[-1]["eval_d_loss"] > 0
   assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
   samples = sorted(os.listdir(os.path.join(workdir, "samples")))
-  assert samples == ["step_0000002.png", "step_0000004.png"]
+  assert samples == ["live_step_0000002.png", "live_step_0000004.png",
+                     "step_0000002.png", "step_0000004.png"]
   assert Checkpointer(workdir).all_steps() == [2, 4]
 
   # Same workdir again, longer: resumes at step 4, does not start over.

@@ -36,6 +36,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.beta1 = 0.5
   config.beta2 = 0.999
   config.seed = 0
+  # Sample grids use an exponential moving average of the generator's
+  # parameters (Yazici et al. 2019); 0 disables it.
+  config.ema_decay = 0.999
 
   # Run directory.
   config.log_every_steps = 50

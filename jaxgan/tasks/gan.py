@@ -33,6 +33,9 @@ class GANState:
   g: NetState
   d: NetState
   key: jax.Array  # raw uint32 PRNG key; step keys are fold_in(key, step)
+  # Exponential moving average of the generator's params (`ema_decay`), which
+  # the sample grids use; equal to g.params when ema_decay is 0.
+  g_ema: Any
 
 
 def _apply(model: nn.Module, net: NetState, params, x, *, train: bool, key=None):
@@ -63,6 +66,10 @@ class GANTask:
     self.generator, self.discriminator = make_dcgan(
         size, channels, ngf=config.get("ngf", 64), ndf=config.get("ndf", 64))
     self.latent_dim = config.latent_dim
+    self.ema_decay = float(config.get("ema_decay", 0.0))
+    if not 0.0 <= self.ema_decay < 1.0:
+      raise ValueError(f"config.ema_decay must be in [0, 1) (0 disables the "
+                       f"generator average); got {self.ema_decay}.")
     make_tx = lambda: optax.adam(config.learning_rate, b1=config.beta1, b2=config.beta2)
     self.g_tx, self.d_tx = make_tx(), make_tx()
     self.images_per_step = config.batch_size
@@ -70,7 +77,9 @@ class GANTask:
     # A fixed latent batch, so successive sample grids show the same z.
     self.sample_z = jax.random.normal(jax.random.PRNGKey(config.seed + 1),
                                       (config.num_sample_images, self.latent_dim))
-    self._sample_fixed = jax.jit(lambda state: self.sample(state, self.sample_z))
+    self._sample_fixed = jax.jit(lambda state: {
+        "samples": self.sample(state, self.sample_z),
+        "live": self.sample(state, self.sample_z, average=False)})
 
   # -- state ---------------------------------------------------------------
   def init_state(self, key: jax.Array) -> GANState:
@@ -85,8 +94,9 @@ class GANTask:
                       batch_stats=variables.get("batch_stats", {}),
                       opt_state=tx.init(variables["params"]))
 
-    return GANState(step=jnp.zeros((), jnp.int32), g=net(g_vars, self.g_tx),
-                    d=net(d_vars, self.d_tx), key=state_key)
+    g = net(g_vars, self.g_tx)
+    return GANState(step=jnp.zeros((), jnp.int32), g=g, d=net(d_vars, self.d_tx),
+                    key=state_key, g_ema=g.params)
 
   # -- training --------------------------------------------------------------
   def train_step(self, state: GANState, batch: dict) -> tuple[GANState, dict]:
@@ -129,6 +139,7 @@ class GANTask:
     g = NetState(params=optax.apply_updates(state.g.params, g_updates),
                  batch_stats=g_batch_stats, opt_state=g_opt_state)
     d = d.replace(batch_stats=d_stats)
+    g_ema = self._update_ema(state.g_ema, g.params, state.step)
 
     metrics = {
         "d_loss": d_loss,
@@ -138,7 +149,18 @@ class GANTask:
         "d_fake_after": jnp.mean(jax.nn.sigmoid(fake_logits_after)),  # ... and after
     }
     metrics["finite"] = jnp.isfinite(d_loss + g_loss).astype(jnp.float32)
-    return GANState(step=state.step + 1, g=g, d=d, key=state.key), metrics
+    return GANState(step=state.step + 1, g=g, d=d, key=state.key, g_ema=g_ema), metrics
+
+  def _update_ema(self, ema, params, step):
+    """ema <- decay * ema + (1 - decay) * params, with the decay warmed up as
+    min(ema_decay, (1 + step) / (10 + step)) so early averages are not
+    dominated by the initialisation (as tf.train.ExponentialMovingAverage
+    with num_updates)."""
+    if not self.ema_decay:
+      return params
+    t = step.astype(jnp.float32)
+    decay = jnp.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
+    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
 
   # -- evaluation -----------------------------------------------------------------
   def eval_step(self, state: GANState, batch: dict, batch_index: jax.Array) -> dict:
@@ -162,10 +184,20 @@ class GANTask:
     }
 
   # -- artifacts ---------------------------------------------------------------------
-  def sample(self, state: GANState, z: jax.Array) -> jax.Array:
-    """Generator images in [-1, 1] for latents z, BatchNorm in inference mode."""
-    return _apply(self.generator, state.g, state.g.params, z, train=False)[0]
+  def sample(self, state: GANState, z: jax.Array, average: bool = True) -> jax.Array:
+    """Generator images in [-1, 1] for latents z, BatchNorm in inference mode.
+
+    average: use the parameter average `g_ema` (the generator to judge and
+    evaluate) rather than the live training parameters. The running BatchNorm
+    statistics are the live network's in both cases.
+    """
+    params = state.g_ema if average else state.g.params
+    return _apply(self.generator, state.g, params, z, train=False)[0]
 
   def sample_images(self, state: GANState) -> dict[str, np.ndarray]:
-    """The grid the loop saves: the generator on a fixed latent batch."""
-    return {"samples": np.asarray(jax.device_get(self._sample_fixed(state)))}
+    """The grids the loop saves, on a fixed latent batch: "samples" from the
+    averaged generator and, when averaging is on, "live" from the training one."""
+    grids = jax.device_get(self._sample_fixed(state))
+    if not self.ema_decay:
+      del grids["live"]
+    return {name: np.asarray(x) for name, x in grids.items()}
