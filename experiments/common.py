@@ -1,4 +1,4 @@
-"""What every experiment's `main` shares: clear errors instead of tracebacks."""
+"""What every experiment's `main` shares: flags, and clear errors instead of tracebacks."""
 
 import sys
 
@@ -18,3 +18,26 @@ def run_main(train_and_evaluate, config, workdir: str) -> int:
           f"{workdir}/checkpoints.", file=sys.stderr)
     return 130
   return 0
+
+
+def main(train_and_evaluate, default_workdir: str, default_config: str) -> None:
+  """`python -m experiments.NAME [--workdir DIR] [--config FILE] [--config.FIELD=VALUE ...]`.
+
+  Flags are defined here, at run time, so that experiments can be imported
+  side by side (tests, notebooks) without clashing flag definitions.
+  """
+  from absl import app, flags, logging
+  from ml_collections import config_flags
+
+  flags.DEFINE_string("workdir", default_workdir, "Run directory (config, metrics, "
+                      "samples, checkpoints); an existing one is resumed.")
+  config_flags.DEFINE_config_file("config", default_config, "Experiment config file.",
+                                  lock_config=True)
+
+  def _main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+    return run_main(train_and_evaluate, flags.FLAGS.config, flags.FLAGS.workdir)
+
+  sys.exit(app.run(_main))

@@ -1,7 +1,7 @@
 """The generic training loop, shared by every experiment.
 
 `train_and_evaluate(config, workdir, make_task)` builds the mesh and the input
-pipeline, asks `make_task(config, dataset_info)` for a task (a train state and
+pipeline, asks `make_task(config, data)` for a task (a train state and
 its step functions, see `jaxgan.tasks`), restores the latest checkpoint in
 `workdir` if there is one, and trains to `config.num_train_steps`, writing the
 run directory:
@@ -27,7 +27,7 @@ import numpy as np
 
 from jaxgan import images, sharding
 from jaxgan.checkpoint import Checkpointer
-from jaxgan.data import Data, DatasetInfo, device_batches
+from jaxgan.data import Data, device_batches
 from jaxgan.writers import ProgressBar, RunWriter
 
 # Config fields every experiment has (the contract later issues rely on).
@@ -81,16 +81,21 @@ def evaluate(task, state, data: Data, mesh, eval_fn, local_batch: int) -> dict:
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   totals = jax.device_get(totals)
   count = max(float(totals.pop("count")), 1.0)
-  return {f"eval_{k}": float(v) / count for k, v in totals.items()}
+  results = {f"eval_{k}": float(v) / count for k, v in totals.items()}
+  # Constants that qualify the results (e.g. the number of importance samples).
+  results.update({f"eval_{k}": v for k, v in getattr(task, "eval_info", {}).items()})
+  return results
 
 
 def train_and_evaluate(config, workdir: str,
-                       make_task: Callable[[Any, DatasetInfo], Any]) -> TrainResult:
+                       make_task: Callable[[Any, Data], Any]) -> TrainResult:
+  """Trains `make_task(config, data)` (`data.info` has the image shape and
+  split sizes) for config.num_train_steps, writing and resuming `workdir`."""
   validate_config(config)
   mesh = sharding.make_mesh()
   local_batch = sharding.local_batch_size(config.batch_size, mesh)
   data = Data(config)
-  task = make_task(config, data.info)
+  task = make_task(config, data)
   is_main = jax.process_index() == 0
 
   workdir = os.path.abspath(workdir)
@@ -191,12 +196,17 @@ def train_and_evaluate(config, workdir: str,
 
 
 def write_images(named_images: dict, step: int, workdir: str, writer: RunWriter) -> None:
-  """Process 0 saves each [N, H, W, C] batch in [-1, 1] as a PNG grid:
-  `samples/step_<step>.png` for "samples", `samples/<name>_step_<step>.png`
-  for any other name, and to TensorBoard."""
+  """Process 0 saves each batch in [-1, 1] as a PNG grid: `samples/step_<step>.png`
+  for "samples", `samples/<name>_step_<step>.png` for any other name, and to
+  TensorBoard. A batch is [N, H, W, C] (a square-ish grid) or [rows, cols, H, W, C]."""
   if jax.process_index() != 0:
     return
+  flat = {}
   for name, batch in named_images.items():
+    batch = np.asarray(batch)
+    ncols = batch.shape[1] if batch.ndim == 5 else None
+    flat[name] = batch.reshape((-1, *batch.shape[-3:]))
     prefix = "" if name == "samples" else f"{name}_"
-    images.save_grid(batch, os.path.join(workdir, "samples", f"{prefix}step_{step:07d}.png"))
-  writer.write_images(step, named_images)
+    images.save_grid(flat[name], os.path.join(workdir, "samples", f"{prefix}step_{step:07d}.png"),
+                     ncols=ncols)
+  writer.write_images(step, flat)

@@ -73,7 +73,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   workdir = str(tmp_path / "nan")
   config = tiny_config(num_train_steps=8, log_every_steps=4, eval_every_steps=0)
   with pytest.raises(NonFiniteLossError, match="NaN/Inf at step 4.*last good checkpoint is step 2"):
-    train_and_evaluate(config, workdir, lambda c, info: _NaNAfter(c, info.image_shape))
+    train_and_evaluate(config, workdir, lambda c, data: _NaNAfter(c, data.info.image_shape))
   assert Checkpointer(workdir).all_steps() == [2]
 
 
@@ -98,3 +98,37 @@ def test_prepare_rejects_unknown_dataset():
   assert proc.returncode == 1
   assert "error: 'mnistt' is not a TFDS catalog dataset" in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+def test_vae_run_directory_and_resume(tmp_path):
+  """The VAE on the same loop: eval lines in nats (with k), the three figures,
+  checkpoints, and a resume at the saved step."""
+  from experiments import vae
+  from experiments.configs.vae import get_config as vae_config
+  config = vae_config()
+  config.update(dict(dataset="digits", batch_size=16, num_train_steps=4, log_every_steps=2,
+                     sample_every_steps=4, checkpoint_every_steps=2, eval_every_steps=4,
+                     eval_split="test[:20]", num_sample_images=16, num_importance_samples=8,
+                     latent_dim=8, base_features=8))
+  workdir = str(tmp_path / "vae")
+  result = vae.train_and_evaluate(config, workdir)
+  assert (result.start_step, result.step) == (0, 4)
+  records = read_metrics(workdir)
+  assert [r["step"] for r in records] == [2, 4]
+  last = records[-1]
+  assert last["eval_nll_k"] == 8 and last["images_per_sec"] > 0
+  # IWAE with k = 8 is a tighter bound than the ELBO (on 20 images, with margin).
+  assert 0 < last["eval_nll"] < last["eval_neg_elbo"] + 1.0
+  assert abs(last["eval_neg_elbo"] - last["eval_rec_nll"] - last["eval_kl"]) < 1e-3
+  assert sorted(os.listdir(os.path.join(workdir, "samples"))) == [
+      "interpolation_step_0000004.png", "reconstructions_step_0000004.png",
+      "step_0000004.png"]
+  from PIL import Image
+  strip = Image.open(os.path.join(workdir, "samples", "interpolation_step_0000004.png"))
+  assert strip.size[0] > 2 * strip.size[1]  # 4 rows of 10 images: a wide strip
+  assert os.path.exists(os.path.join(workdir, "config.json"))
+  assert Checkpointer(workdir).all_steps() == [2, 4]
+
+  config.num_train_steps = 6
+  resumed = vae.train_and_evaluate(config, workdir)
+  assert (resumed.start_step, resumed.step) == (4, 6)

@@ -99,6 +99,19 @@ class Data:
     ds = ds.batch(local_batch, drop_remainder=True).map(_to_model_range)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
+  def first_images(self, split: str, n: int) -> np.ndarray:
+    """The first `n` images of `split` (in the split's order, fitted to
+    image_size, in [-1, 1]), the same on every process: fixed examples for
+    a task's figures (e.g. a VAE's reconstructions)."""
+    size = self.image_size
+    ds = self.source.examples(split, 0, 1).take(n).map(
+        lambda ex: {"image": _fit(ex["image"], size)})
+    ds = ds.batch(max(n, 1)).map(lambda b: {"image": b["image"] * (2.0 / 255.0) - 1.0})
+    images = [b["image"] for b in ds.as_numpy_iterator()]
+    if not images:
+      raise DataError(f"Split {split!r} of {self.source.name} has no examples.")
+    return images[0].astype(np.float32)
+
   def eval_dataset(self, local_batch: int, process_index: int | None = None,
                    process_count: int | None = None) -> tuple[tf.data.Dataset, int]:
     """(This process's padded eval batches, the number of batches), one pass."""

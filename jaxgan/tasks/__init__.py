@@ -9,8 +9,11 @@ The generic loop (`jaxgan.loop`) drives any object with this interface:
 - `eval_step(state, batch, batch_index) -> sums`: pure; per-batch sums of eval
   quantities weighted by `batch["mask"]`, with the example count in `count`.
   The loop averages them over the split and logs them as `eval_<name>`.
-- `sample_images(state) -> {name: [N, H, W, C] array in [-1, 1]}`: run on
-  every process; process 0 saves them under `samples/` as PNG grids.
+- `sample_images(state) -> {name: array in [-1, 1]}`, each [N, H, W, C] or
+  [rows, cols, H, W, C]: run on every process; process 0 saves them under
+  `samples/` as PNG grids.
+- `eval_info` (optional): a dict of constants logged with every evaluation
+  as `eval_<name>` (e.g. the number of importance samples used).
 - `images_per_step`: how many training images one step consumes.
 - `progress_keys`: the metrics the progress bar shows.
 """

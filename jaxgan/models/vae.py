@@ -1,0 +1,135 @@
+"""Variational autoencoders (pure Flax Linen modules).
+
+A `VAE` pairs an encoder, images -> (mean, log-variance) of a diagonal
+Gaussian posterior q(z|x), with a decoder, z -> the parameters of p(x|z)
+(`out_channels` per pixel: 1 per image channel for Bernoulli logits, 2 for
+the discretized Gaussian/logistic means and log-scales; see
+`jaxgan.likelihoods`). Two families:
+
+- `MlpEncoder` / `MlpDecoder`: the seeds' MLP VAE, flattened pixels ->
+  256 -> 256 -> z and mirrored.
+- `ConvEncoder` / `ConvDecoder`: stride-2 4x4 convolutions down to 7x7 (28x28
+  inputs) or 4x4 (4 * 2**k inputs), mirrored with `ConvTranspose` (the fast
+  phase-decomposed up-convolution).
+
+`train` is accepted for the common model interface; these models have no
+dropout or BatchNorm, so it changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxgan.models.layers import ConvTranspose
+
+
+class MlpEncoder(nn.Module):
+  latent_dim: int
+  hidden: Sequence[int] = (256, 256)
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
+    h = x.reshape(x.shape[0], -1)
+    for width in self.hidden:
+      h = nn.relu(nn.Dense(width)(h))
+    stats = nn.Dense(2 * self.latent_dim)(h)
+    return stats[:, :self.latent_dim], stats[:, self.latent_dim:]
+
+
+class MlpDecoder(nn.Module):
+  image_shape: tuple[int, int, int]
+  out_channels: int
+  hidden: Sequence[int] = (256, 256)
+
+  @nn.compact
+  def __call__(self, z: jax.Array, train: bool) -> jax.Array:
+    h = z
+    for width in reversed(tuple(self.hidden)):
+      h = nn.relu(nn.Dense(width)(h))
+    height, width, _ = self.image_shape
+    out = nn.Dense(height * width * self.out_channels)(h)
+    return out.reshape(z.shape[0], height, width, self.out_channels)
+
+
+def conv_plan(image_size: int) -> int:
+  """Number of stride-2 stages: down to 7x7 (28, 14) or 4x4 (4 * 2**k)."""
+  n, size = 0, image_size
+  while size % 2 == 0 and size > 7 and size // 2 >= 4:
+    size //= 2
+    n += 1
+  if size not in (4, 7) or n == 0:
+    raise ValueError(f"The conv VAE needs image_size 14, 28 or 4 * 2**k (8, 16, 32, "
+                     f"64, ...); got {image_size}. Use model='mlp' for other sizes.")
+  return n
+
+
+def _widths(num_stages: int, base: int) -> list[int]:
+  return [min(base * 2**i, 8 * base) for i in range(num_stages)]
+
+
+class ConvEncoder(nn.Module):
+  latent_dim: int
+  base_features: int = 32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
+    h = x
+    for width in _widths(conv_plan(x.shape[1]), self.base_features):
+      h = nn.relu(nn.Conv(width, (4, 4), (2, 2), padding="SAME")(h))
+    h = h.reshape(h.shape[0], -1)
+    h = nn.relu(nn.Dense(256)(h))
+    stats = nn.Dense(2 * self.latent_dim)(h)
+    return stats[:, :self.latent_dim], stats[:, self.latent_dim:]
+
+
+class ConvDecoder(nn.Module):
+  image_shape: tuple[int, int, int]
+  out_channels: int
+  base_features: int = 32
+
+  @nn.compact
+  def __call__(self, z: jax.Array, train: bool) -> jax.Array:
+    size = self.image_shape[0]
+    num_stages = conv_plan(size)
+    widths = _widths(num_stages, self.base_features)
+    start = size // 2**num_stages
+    h = nn.relu(nn.Dense(256)(z))
+    h = nn.relu(nn.Dense(start * start * widths[-1])(h))
+    h = h.reshape(z.shape[0], start, start, widths[-1])
+    for width in reversed(widths[:-1]):
+      h = nn.relu(ConvTranspose(width, (4, 4), (2, 2), padding="SAME")(h))
+    return ConvTranspose(self.out_channels, (4, 4), (2, 2), padding="SAME")(h)
+
+
+class VAE(nn.Module):
+  """encode(x) -> (mean, logvar); decode(z) -> likelihood parameters;
+  __call__(x, key) -> (decoder output, mean, logvar, z) for one posterior draw."""
+  encoder: nn.Module
+  decoder: nn.Module
+
+  def encode(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+    return self.encoder(x, train)
+
+  def decode(self, z: jax.Array, train: bool = False) -> jax.Array:
+    return self.decoder(z, train)
+
+  def __call__(self, x: jax.Array, key: jax.Array, train: bool = False):
+    mean, logvar = self.encode(x, train)
+    z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, mean.dtype)
+    return self.decode(z, train), mean, logvar, z
+
+
+def make_vae(model: str, image_shape: tuple[int, int, int], latent_dim: int,
+             out_channels: int, base_features: int = 32) -> VAE:
+  """model: 'mlp' (the seeds' MLP VAE) or 'conv'."""
+  if model == "mlp":
+    return VAE(MlpEncoder(latent_dim), MlpDecoder(tuple(image_shape), out_channels))
+  if model == "conv":
+    conv_plan(image_shape[0])  # Fail early on unsupported sizes.
+    return VAE(ConvEncoder(latent_dim, base_features),
+               ConvDecoder(tuple(image_shape), out_channels, base_features))
+  raise ValueError(f"Unknown VAE model {model!r}; use 'mlp' or 'conv'.")
