@@ -4,10 +4,13 @@ Saves are asynchronous (training continues while the previous state is
 written) and atomic (Orbax writes to a temporary directory and renames it on
 completion, so an interrupted save is never mistaken for a checkpoint). The
 last `max_to_keep` checkpoints are kept. Every process takes part.
+`BestCheckpoint` keeps, beside them, the one with the best eval metric.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 
 import jax
@@ -53,3 +56,47 @@ class Checkpointer:
   def close(self):
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+class BestCheckpoint:
+  """Keeps the checkpoint with the best value of one logged metric (e.g.
+  `eval_fid`, mode "min") in `<run_dir>/best/checkpoints/<step>`, with
+  `<run_dir>/best/best.json` recording the metric, its value and the step;
+  a resumed run continues from the recorded value."""
+
+  def __init__(self, run_dir: str, metric: str, mode: str = "min"):
+    if mode not in ("min", "max"):
+      raise ValueError(f"config.best_mode must be 'min' or 'max', got {mode!r}.")
+    self.metric, self.mode = metric, mode
+    self.directory = os.path.join(os.path.abspath(run_dir), "best")
+    self.record_path = os.path.join(self.directory, "best.json")
+    self._ckpt = None
+    self.best = None
+    if os.path.exists(self.record_path):
+      with open(self.record_path) as f:
+        record = json.load(f)
+      if record.get("metric") == metric:
+        self.best = record["value"]
+
+  def update(self, step: int, state, metrics: dict) -> bool:
+    """Saves `state` if metrics[metric] beats the best so far; True if it did."""
+    value = metrics.get(self.metric)
+    if value is None or not math.isfinite(value):
+      return False
+    if self.best is not None and (value >= self.best if self.mode == "min"
+                                  else value <= self.best):
+      return False
+    if self._ckpt is None:
+      self._ckpt = Checkpointer(self.directory, max_to_keep=1)
+    self._ckpt.save(step, state)
+    self._ckpt.wait()  # The record names a complete checkpoint.
+    self.best = value
+    if jax.process_index() == 0:
+      with open(self.record_path + ".tmp", "w") as f:
+        json.dump({"metric": self.metric, "mode": self.mode, "value": value, "step": step}, f)
+      os.replace(self.record_path + ".tmp", self.record_path)
+    return True
+
+  def close(self):
+    if self._ckpt is not None:
+      self._ckpt.close()

@@ -39,3 +39,29 @@ def save_grid(images: np.ndarray, path: str, ncols: int | None = None, scale: in
   Image.fromarray(grid[..., 0] if mode == "L" else grid, mode).save(tmp, format="PNG")
   os.replace(tmp, path)
   return path
+
+
+def save_confusion_matrix(confusion: np.ndarray, path: str, cell: int = 36) -> str:
+  """Writes confusion[true, predicted] counts as a PNG: rows are true classes,
+  columns predicted; each cell shaded by its share of the row, with its count."""
+  from PIL import ImageDraw
+  confusion = np.asarray(confusion, np.float64)
+  n = confusion.shape[0]
+  rows = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1.0)
+  margin = cell
+  image = Image.new("RGB", (margin + n * cell + 1, margin + n * cell + 1), "white")
+  draw = ImageDraw.Draw(image)
+  draw.text((2, 2), "true\\pred", fill="black")
+  for i in range(n):
+    draw.text((margin + i * cell + cell // 3, margin // 2), str(i), fill="black")
+    draw.text((margin // 3, margin + i * cell + cell // 3), str(i), fill="black")
+    for j in range(n):
+      shade = int(round(255 * (1.0 - rows[i, j])))
+      x, y = margin + j * cell, margin + i * cell
+      draw.rectangle([x, y, x + cell, y + cell], fill=(shade, shade, 255), outline="grey")
+      draw.text((x + 3, y + cell // 3), str(int(confusion[i, j])),
+                fill="white" if rows[i, j] > 0.5 else "black")
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  image.save(path + ".tmp", format="PNG")
+  os.replace(path + ".tmp", path)
+  return path

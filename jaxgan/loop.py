@@ -11,6 +11,7 @@ run directory:
   events.out.tfevents.*  TensorBoard
   samples/           the task's image grids (`sample_images`), as PNG
   checkpoints/<step> Orbax checkpoints (async, atomic, the last N kept)
+  best/              the checkpoint with the best `best_metric` (if configured)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgan import images, sharding
-from jaxgan.checkpoint import Checkpointer
+from jaxgan.checkpoint import BestCheckpoint, Checkpointer
 from jaxgan.data import Data, device_batches
 from jaxgan.writers import ProgressBar, RunWriter
 
@@ -72,16 +73,26 @@ def _first_nonfinite(history: list[dict], first_step: int) -> int | None:
   return None
 
 
-def evaluate(task, state, data: Data, mesh, eval_fn, local_batch: int) -> dict:
-  """Averages the task's `eval_step` sums over the whole eval split."""
+def evaluate(task, state, data: Data, mesh, eval_fn, local_batch: int, step: int = 0,
+             workdir: str | None = None) -> dict:
+  """The task's `eval_step` sums over the whole eval split, averaged per
+  example, or turned into metrics by the task's `summarize_eval` (which may
+  write files under `workdir` on process 0)."""
   ds, num_batches = data.eval_dataset(local_batch)
   totals = None
   for i, batch in enumerate(device_batches(ds, mesh)):
     sums = eval_fn(state, batch, jnp.int32(i))
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   totals = jax.device_get(totals)
-  count = max(float(totals.pop("count")), 1.0)
-  results = {f"eval_{k}": float(v) / count for k, v in totals.items()}
+  if hasattr(task, "summarize_eval"):
+    outdir = workdir if jax.process_index() == 0 else None
+    summary = task.summarize_eval(totals, step=step, outdir=outdir)
+    results = {f"eval_{k}": float(v) for k, v in summary.items()}
+  else:
+    count = max(float(totals.pop("count")), 1.0)
+    results = {f"eval_{k}": float(v) / count for k, v in totals.items()}
+  if hasattr(task, "sample_metrics"):  # e.g. a generator's FID against eval_split
+    results.update({f"eval_{k}": float(v) for k, v in task.sample_metrics(state, data).items()})
   # Constants that qualify the results (e.g. the number of importance samples).
   results.update({f"eval_{k}": v for k, v in getattr(task, "eval_info", {}).items()})
   return results
@@ -109,6 +120,8 @@ def train_and_evaluate(config, workdir: str,
   state = init_fn(jax.random.PRNGKey(config.seed))
 
   ckpt = Checkpointer(workdir, max_to_keep=config.get("keep_checkpoints", 3))
+  best = (BestCheckpoint(workdir, config.best_metric, config.get("best_mode", "min"))
+          if config.get("best_metric") else None)
   writer = RunWriter(workdir)
   progress = batches = None
   try:
@@ -140,6 +153,12 @@ def train_and_evaluate(config, workdir: str,
     for step in range(start_step + 1, num_steps + 1):
       state, metrics = train_step(state, next(batches))
       history.append(metrics)
+      if len(history) >= 2:
+        # At most two steps in flight: the host never runs far ahead of the
+        # devices (bounded memory), and XLA's CPU backend cannot deadlock
+        # with many queued multi-device steps waiting on each other's
+        # collectives (seen with 8 simulated devices and tiny models).
+        jax.block_until_ready(history[-2])
       if t_last is None:  # Exclude compilation from the throughput.
         jax.block_until_ready(metrics)
         t_last, timed_steps = time.time(), 0
@@ -171,14 +190,21 @@ def train_and_evaluate(config, workdir: str,
           last_metrics = {**{k: v for k, v in _mean_metrics(fetched).items() if k != "finite"},
                           "images_per_sec": rate, "wall_time_s": now - t_start}
           if do_eval:
-            last_metrics.update(evaluate(task, state, data, mesh, eval_fn, local_batch))
+            last_metrics.update(evaluate(task, state, data, mesh, eval_fn, local_batch,
+                                         step, workdir))
+            if best is not None:
+              best.update(step, state, last_metrics)
+              if best.best is not None:
+                last_metrics[f"best_{config.best_metric}"] = best.best
           writer.write_metrics(step, last_metrics)
           progress.update(step, last_metrics)
       else:
         progress.update(step)
 
       if do_sample:
-        write_images(task.sample_images(state), step, workdir, writer)
+        figures = task.sample_images(state)
+        if figures:
+          write_images(figures, step, workdir, writer)
       if do_ckpt:
         ckpt.save(step, state)
       if do_log or do_sample or do_ckpt:
@@ -192,6 +218,8 @@ def train_and_evaluate(config, workdir: str,
     if progress is not None:
       progress.close()
     ckpt.close()
+    if best is not None:
+      best.close()
     writer.close()
 
 

@@ -1,6 +1,7 @@
 """Every test runs with 8 simulated CPU devices, so multi-device code paths are
 exercised everywhere (a 1-device mesh is still available as jax.devices()[:1])."""
 
+import functools
 import os
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -18,3 +19,16 @@ def num_devices():
   n = jax.device_count()
   assert n == 8, f"tests expect 8 simulated CPU devices, got {n}"
   return n
+
+
+@functools.cache
+def compiled(task, devices: tuple):
+  """(mesh, init, step) for `task` on `devices`: the loop's jit shardings
+  (state replicated and donated, batch split over the mesh), compiled once."""
+  from jaxgan import sharding
+  mesh = sharding.make_mesh(list(devices))
+  repl = sharding.replicated(mesh)
+  init = jax.jit(task.init_state, out_shardings=repl)
+  step = jax.jit(task.train_step, in_shardings=(repl, sharding.data_sharded(mesh)),
+                 out_shardings=(repl, repl), donate_argnums=0)
+  return mesh, init, step

@@ -1,6 +1,5 @@
 """The GAN train step: sharding-invariant, learns, deterministic."""
 
-import functools
 import os
 
 import jax
@@ -12,7 +11,7 @@ from jaxgan import sharding
 from jaxgan.data import get_source
 from jaxgan.tasks.gan import GANTask
 
-from conftest import MNIST_DIR
+from conftest import MNIST_DIR, compiled
 
 
 def _real_batch(n: int) -> dict:
@@ -28,19 +27,8 @@ def _real_batch(n: int) -> dict:
           "label": np.zeros((n,), np.int32)}
 
 
-@functools.cache
-def _compiled(task, devices):
-  """(mesh, init, step) for `devices`, compiled once per test module."""
-  mesh = sharding.make_mesh(list(devices))
-  repl = sharding.replicated(mesh)
-  init = jax.jit(task.init_state, out_shardings=repl)
-  step = jax.jit(task.train_step, in_shardings=(repl, sharding.data_sharded(mesh)),
-                 out_shardings=(repl, repl), donate_argnums=0)
-  return mesh, init, step
-
-
 def _run(task, batch, devices, num_steps):
-  mesh, init, step = _compiled(task, tuple(devices))
+  mesh, init, step = compiled(task, tuple(devices))
   state = init(jax.random.PRNGKey(0))
   global_batch = sharding.to_global_batch(batch, mesh)
   history = []
@@ -116,7 +104,7 @@ def test_generator_average_follows_the_warmed_up_ema(task):
   d * g_ema + (1 - d) * g.params with d = min(ema_decay, (1 + t) / (10 + t));
   ema_decay = 0 keeps it equal to the live params. Sample grids use it."""
   batch = _real_batch(16)
-  s0 = jax.device_get(_compiled(task, tuple(jax.devices()[:1]))[1](jax.random.PRNGKey(0)))
+  s0 = jax.device_get(compiled(task, tuple(jax.devices()[:1]))[1](jax.random.PRNGKey(0)))
   s2, _ = _run(task, batch, jax.devices()[:1], 2)
   s1, _ = _run(task, batch, jax.devices()[:1], 1)
   for e0, p0 in zip(jax.tree.leaves(s0.g_ema), jax.tree.leaves(s0.g.params)):

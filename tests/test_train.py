@@ -128,6 +128,9 @@ def test_vae_run_directory_and_resume(tmp_path):
   assert strip.size[0] > 2 * strip.size[1]  # 4 rows of 10 images: a wide strip
   assert os.path.exists(os.path.join(workdir, "config.json"))
   assert Checkpointer(workdir).all_steps() == [2, 4]
+  with open(os.path.join(workdir, "best", "best.json")) as f:
+    assert json.load(f) == {"metric": "eval_nll", "mode": "min", "value": last["eval_nll"],
+                            "step": 4}
 
   config.num_train_steps = 6
   resumed = vae.train_and_evaluate(config, workdir)

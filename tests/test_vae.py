@@ -1,6 +1,5 @@
 """VAE: likelihoods and ELBO terms by hand, the IWAE bound, sharding, learning."""
 
-import functools
 import math
 
 import jax
@@ -14,6 +13,8 @@ from jaxgan import likelihoods, sharding
 from jaxgan.models.vae import conv_plan, make_vae
 from jaxgan.tasks import vae as vae_task
 from jaxgan.tasks.vae import VAETask
+
+from conftest import compiled
 
 
 def test_bernoulli_and_kl_match_a_hand_computed_case():
@@ -173,16 +174,6 @@ def test_bad_configs_are_rejected():
     VAETask(_config(binarization="maybe"), (28, 28, 1), _digits())
 
 
-@functools.cache
-def _step_on(task, devices):
-  mesh = sharding.make_mesh(list(devices))
-  repl = sharding.replicated(mesh)
-  init = jax.jit(task.init_state, out_shardings=repl)
-  step = jax.jit(task.train_step, in_shardings=(repl, sharding.data_sharded(mesh)),
-                 out_shardings=(repl, repl))
-  return mesh, init, step
-
-
 def test_eight_devices_match_one_device(num_devices):
   """Tolerance: metrics 1e-5 relative; Adam moments 1e-4 of each leaf's scale;
   params within 2 * lr (Adam's first step is lr * sign(g)) and all but 1 in
@@ -192,7 +183,7 @@ def test_eight_devices_match_one_device(num_devices):
   batch = {"image": np.concatenate([_digits(8)] * 2)}
   results = []
   for devices in (jax.devices()[:1], jax.devices()):
-    mesh, init, step = _step_on(task, tuple(devices))
+    mesh, init, step = compiled(task, tuple(devices))
     state, metrics = step(init(jax.random.PRNGKey(0)), sharding.to_global_batch(batch, mesh))
     results.append(jax.device_get((state, metrics)))
   (s1, m1), (s8, m8) = results

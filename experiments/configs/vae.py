@@ -54,6 +54,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.sample_every_steps = 1000
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
+  config.best_metric = "eval_nll"  # the checkpoint with the best held-out -log p(x), in best/
+  config.best_mode = "min"
   config.num_sample_images = 64
 
   return config

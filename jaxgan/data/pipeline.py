@@ -44,6 +44,29 @@ def _fit(image: tf.Tensor, size: int) -> tf.Tensor:
   return tf.clip_by_value(image, 0.0, 255.0)
 
 
+def _augmenter(crop_padding: int, flip: bool, seed: int):
+  """(image, index) -> image: a random crop of the image zero-padded by
+  `crop_padding` pixels (a shift of up to that many pixels) and/or a random
+  horizontal flip, drawn statelessly from (seed, index)."""
+  if crop_padding < 0:
+    raise ValueError(f"config.augment_crop_padding must be >= 0, got {crop_padding}.")
+  if not crop_padding and not flip:
+    return lambda image, index: image
+
+  def augment(image, index):
+    seeds = tf.random.experimental.stateless_split(
+        tf.stack([tf.constant(seed % 2**31, tf.int64), index]), 2)
+    if crop_padding:
+      p = crop_padding
+      padded = tf.pad(image, [[p, p], [p, p], [0, 0]])
+      image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=seeds[0])
+    if flip:
+      image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
+    return image
+
+  return augment
+
+
 def _to_model_range(batch):
   return {"image": batch["image"] * (2.0 / 255.0) - 1.0,
           **{k: tf.cast(v, tf.int32) if k == "label" else v
@@ -92,25 +115,31 @@ class Data:
     ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
     # Resuming: the stream is a pure function of the seed, so skipping the
     # examples already consumed puts it exactly where the interrupted run was.
-    ds = ds.skip(start_step * local_batch)
+    # Augmentation draws from (seed, position in the stream), so it resumes too.
+    ds = ds.enumerate().skip(start_step * local_batch)
     size = self.image_size
-    ds = ds.map(lambda ex: {"image": _fit(ex["image"], size), "label": ex["label"]},
+    augment = _augmenter(cfg.get("augment_crop_padding", 0), cfg.get("augment_flip", False),
+                         seed)
+    ds = ds.map(lambda i, ex: {"image": augment(_fit(ex["image"], size), i),
+                               "label": ex["label"]},
                 num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(local_batch, drop_remainder=True).map(_to_model_range)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
-  def first_images(self, split: str, n: int) -> np.ndarray:
-    """The first `n` images of `split` (in the split's order, fitted to
-    image_size, in [-1, 1]), the same on every process: fixed examples for
-    a task's figures (e.g. a VAE's reconstructions)."""
+  def first_images(self, split: str, n: int | None = None, batch: int = 1000) -> np.ndarray:
+    """The first `n` (default: all) images of `split` in the split's order,
+    fitted to image_size, in [-1, 1], the same on every process: fixed
+    examples for figures, or a reference set for evaluation."""
     size = self.image_size
-    ds = self.source.examples(split, 0, 1).take(n).map(
-        lambda ex: {"image": _fit(ex["image"], size)})
-    ds = ds.batch(max(n, 1)).map(lambda b: {"image": b["image"] * (2.0 / 255.0) - 1.0})
-    images = [b["image"] for b in ds.as_numpy_iterator()]
+    ds = self.source.examples(split, 0, 1)
+    if n is not None:
+      ds = ds.take(n)
+    ds = ds.map(lambda ex: _fit(ex["image"], size), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch).map(lambda x: x * (2.0 / 255.0) - 1.0)
+    images = list(ds.with_options(_options()).as_numpy_iterator())
     if not images:
       raise DataError(f"Split {split!r} of {self.source.name} has no examples.")
-    return images[0].astype(np.float32)
+    return np.concatenate(images).astype(np.float32)
 
   def eval_dataset(self, local_batch: int, process_index: int | None = None,
                    process_count: int | None = None) -> tuple[tf.data.Dataset, int]:

@@ -12,6 +12,10 @@ The generic loop (`jaxgan.loop`) drives any object with this interface:
 - `sample_images(state) -> {name: array in [-1, 1]}`, each [N, H, W, C] or
   [rows, cols, H, W, C]: run on every process; process 0 saves them under
   `samples/` as PNG grids.
+- `summarize_eval(totals, step, outdir) -> {name: float}` (optional): turns
+  the summed `eval_step` outputs into the logged metrics instead of the
+  per-example average, and may write files under `outdir` (None except on
+  process 0), e.g. a classifier's confusion matrix.
 - `eval_info` (optional): a dict of constants logged with every evaluation
   as `eval_<name>` (e.g. the number of importance samples used).
 - `images_per_step`: how many training images one step consumes.

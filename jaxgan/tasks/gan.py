@@ -77,6 +77,7 @@ class GANTask:
     # A fixed latent batch, so successive sample grids show the same z.
     self.sample_z = jax.random.normal(jax.random.PRNGKey(config.seed + 1),
                                       (config.num_sample_images, self.latent_dim))
+    self._fid_reference = self._fid_extractor = None  # built at the first evaluation
     self._sample_fixed = jax.jit(lambda state: {
         "samples": self.sample(state, self.sample_z),
         "live": self.sample(state, self.sample_z, average=False)})
@@ -182,6 +183,24 @@ class GANTask:
         "d_fake": jnp.sum(jax.nn.sigmoid(fake_logits) * mask),
         "count": jnp.sum(mask),
     }
+
+  def sample_metrics(self, state: GANState, data) -> dict:
+    """FID and KID of `num_eval_samples` samples against the eval split, in
+    the features of the classifier run `fid_features` (nothing when unset)."""
+    if not self.config.get("fid_features") or not self.config.eval_split:
+      return {}
+    from jaxgan import evaluation, metrics
+    if self._fid_reference is None:
+      self._fid_extractor = evaluation.ClassifierExtractor(self.config.fid_features)
+      real = data.first_images(self.config.eval_split)
+      self._fid_reference = self._fid_extractor(real)[0]
+    num = self.config.get("num_eval_samples", 1000)
+    fake = self._fid_extractor(evaluation.generate(self, state, num, self.config.seed))[0]
+    real = self._fid_reference
+    kid_mean, kid_std = metrics.kernel_inception_distance(
+        real, fake, num_subsets=100, subset_size=min(1000, len(real), len(fake)))
+    return {"fid": metrics.fid_from_features(real, fake), "kid_mean": kid_mean,
+            "kid_std": kid_std}
 
   # -- artifacts ---------------------------------------------------------------------
   def sample(self, state: GANState, z: jax.Array, average: bool = True) -> jax.Array:

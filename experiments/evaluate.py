@@ -1,0 +1,67 @@
+"""Evaluates a generator run: `python -m experiments.evaluate --workdir RUN_DIR [--features CLASSIFIER_RUN]`.
+
+FID, KID, precision/recall, density/coverage and an Inception-Score-style
+score of the run's generator (latest checkpoint, or --step; --step=0 is the
+initialisation) against a real split (default: the run's eval_split), in the
+feature space of a classifier trained by `experiments.classifier` on the same
+dataset. --baseline_split scores that split's real images instead of samples,
+to show the scale. Writes the result with its protocol to RUN_DIR/evaluation.json
+(evaluation_step_<S>.json with --step, evaluation_real_<split>.json with
+--baseline_split) and prints a table.
+"""
+
+import json
+import os
+import re
+import sys
+
+from absl import app, flags
+
+flags.DEFINE_string("workdir", None, "The generator's run directory.", required=True)
+flags.DEFINE_string("features", "runs/classifier", "Run directory of the feature classifier "
+                    "(python -m experiments.classifier on the same dataset).")
+flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: latest; 0: the "
+                     "initialisation).")
+flags.DEFINE_string("split", None, "Reference split of real images (default: the run's "
+                    "eval_split).")
+flags.DEFINE_integer("num_samples", None, "Generated samples (default: as many as real images).")
+flags.DEFINE_string("baseline_split", None, "Score this split's real images instead of "
+                    "generator samples.")
+flags.DEFINE_string("export", None, "Also write the scored images: a .npz file or a directory "
+                    "of PNGs.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  from jaxgan import evaluation
+  from jaxgan.data import DataError
+  try:
+    extractor = evaluation.ClassifierExtractor(FLAGS.features)
+    result = evaluation.evaluate_generator(
+        FLAGS.workdir, extractor, split=FLAGS.split, num_samples=FLAGS.num_samples,
+        step=FLAGS.step, baseline_split=FLAGS.baseline_split, export=FLAGS.export)
+  except (DataError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  if FLAGS.baseline_split:
+    name = "evaluation_real_" + re.sub(r"[^A-Za-z0-9]+", "_", FLAGS.baseline_split).strip("_")
+    label = f"real {FLAGS.baseline_split}"
+  elif FLAGS.step is not None:
+    name, label = f"evaluation_step_{FLAGS.step}", f"generator step {result['protocol']['step']}"
+  else:
+    name, label = "evaluation", f"generator step {result['protocol']['step']}"
+  path = os.path.join(FLAGS.workdir, name + ".json")
+  with open(path + ".tmp", "w") as f:
+    json.dump(result, f, indent=1)
+  os.replace(path + ".tmp", path)
+  print(evaluation.format_table({label: result}))
+  print(f"against {result['protocol']['num_real']} real images of "
+        f"{result['protocol']['reference']}; features: {result['protocol']['extractor']}; "
+        f"written to {path}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(app.run(main))

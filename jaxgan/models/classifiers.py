@@ -1,0 +1,102 @@
+"""Image classifiers (pure Flax Linen modules).
+
+Every classifier maps images [batch, H, W, C] to logits [batch, classes]; with
+`return_features=True` it returns (logits, features), the penultimate-layer
+activations that feature-space metrics (FID, KID, ...) use.
+
+- `SmallCNN`: the seeds' small CNN: 3x3 conv + 2x2 max-pool stages, dense
+  128, dropout 0.5.
+- `LeNet5`: LeCun et al. (1998): conv 6, pool, conv 16, pool, dense 120, 84.
+- `ResNet`: the CIFAR ResNets with BatchNorm: `resnet20` (He et al. 2016, 3
+  stages of 3 basic blocks, 16/32/64 wide) and `resnet18` (4 stages of 2
+  blocks, 64..512 wide, a 3x3 stem for small images).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class SmallCNN(nn.Module):
+  num_classes: int
+  features: Sequence[int] = (32, 64)
+  hidden: int = 128
+  dropout_rate: float = 0.5
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool, return_features: bool = False):
+    for width in self.features:
+      x = nn.relu(nn.Conv(width, (3, 3), padding="SAME")(x))
+      x = nn.max_pool(x, (2, 2), (2, 2))
+    features = nn.relu(nn.Dense(self.hidden)(x.reshape(x.shape[0], -1)))
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
+    logits = nn.Dense(self.num_classes)(x)
+    return (logits, features) if return_features else logits
+
+
+class LeNet5(nn.Module):
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool, return_features: bool = False):
+    # 28x28 inputs are padded to LeNet's 32x32 by the first SAME convolution.
+    x = nn.relu(nn.Conv(6, (5, 5), padding="SAME")(x))
+    x = nn.avg_pool(x, (2, 2), (2, 2))
+    x = nn.relu(nn.Conv(16, (5, 5), padding="VALID")(x))
+    x = nn.avg_pool(x, (2, 2), (2, 2))
+    x = nn.relu(nn.Dense(120)(x.reshape(x.shape[0], -1)))
+    features = nn.relu(nn.Dense(84)(x))
+    logits = nn.Dense(self.num_classes)(features)
+    return (logits, features) if return_features else logits
+
+
+class _BasicBlock(nn.Module):
+  features: int
+  strides: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9)
+    conv = lambda s: nn.Conv(self.features, (3, 3), (s, s), padding="SAME", use_bias=False)
+    y = nn.relu(bn()(conv(self.strides)(x)))
+    y = bn()(conv(1)(y))
+    if x.shape != y.shape:  # Projection shortcut.
+      x = nn.Conv(self.features, (1, 1), (self.strides, self.strides), use_bias=False)(x)
+      x = bn()(x)
+    return nn.relu(x + y)
+
+
+class ResNet(nn.Module):
+  num_classes: int
+  stage_sizes: Sequence[int] = (3, 3, 3)
+  widths: Sequence[int] = (16, 32, 64)
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool, return_features: bool = False):
+    x = nn.Conv(self.widths[0], (3, 3), padding="SAME", use_bias=False)(x)
+    x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
+    for i, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths)):
+      for j in range(blocks):
+        x = _BasicBlock(width, 2 if (i > 0 and j == 0) else 1)(x, train)
+    features = jnp.mean(x, axis=(1, 2))
+    logits = nn.Dense(self.num_classes)(features)
+    return (logits, features) if return_features else logits
+
+
+MODELS = ("small_cnn", "lenet5", "resnet20", "resnet18")
+
+
+def make_classifier(name: str, num_classes: int) -> nn.Module:
+  if name == "small_cnn":
+    return SmallCNN(num_classes)
+  if name == "lenet5":
+    return LeNet5(num_classes)
+  if name == "resnet20":
+    return ResNet(num_classes, (3, 3, 3), (16, 32, 64))
+  if name == "resnet18":
+    return ResNet(num_classes, (2, 2, 2, 2), (64, 128, 256, 512))
+  raise ValueError(f"Unknown classifier {name!r}; use one of {', '.join(MODELS)}.")

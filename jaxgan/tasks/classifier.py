@@ -1,0 +1,171 @@
+"""Classifier train state and step functions (softmax cross-entropy).
+
+Evaluation sums a confusion matrix over the eval split; `summarize_eval`
+turns it into top-1 accuracy, per-class precision / recall / F1 and their
+macro averages, and writes the per-class table (JSON) and a confusion-matrix
+PNG under `eval/` in the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxgan import images
+from jaxgan.models.classifiers import make_classifier
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine")
+
+
+@flax.struct.dataclass
+class ClassifierState:
+  step: jax.Array  # int32 scalar: completed steps
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  key: jax.Array  # raw PRNG key; step keys are fold_in(key, step)
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  """Adam or SGD with momentum, with an optional linear warm-up and a cosine
+  decay to 0 over num_train_steps, and optional decoupled weight decay."""
+  steps, warmup = config.num_train_steps, config.get("warmup_steps", 0)
+  lr = config.learning_rate
+  if config.schedule == "cosine":
+    schedule = optax.warmup_cosine_decay_schedule(0.0 if warmup else lr, lr, warmup,
+                                                  max(steps, warmup + 1))
+  elif config.schedule == "constant":
+    schedule = (optax.linear_schedule(0.0, lr, warmup) if warmup else optax.constant_schedule(lr))
+  else:
+    raise ValueError(f"Unknown config.schedule {config.schedule!r}; use one of "
+                     f"{', '.join(SCHEDULES)}.")
+  wd = config.get("weight_decay", 0.0)
+  if config.optimizer == "adam":
+    return optax.adamw(schedule, weight_decay=wd) if wd else optax.adam(schedule)
+  if config.optimizer == "sgd":
+    sgd = optax.sgd(schedule, momentum=config.get("momentum", 0.9), nesterov=True)
+    return optax.chain(optax.add_decayed_weights(wd), sgd) if wd else sgd
+  raise ValueError(f"Unknown config.optimizer {config.optimizer!r}; use one of "
+                   f"{', '.join(OPTIMIZERS)}.")
+
+
+def classification_report(confusion: np.ndarray) -> dict:
+  """confusion[true, predicted] counts -> accuracy, per-class precision,
+  recall, F1 and support, and their macro averages (a class never predicted
+  has precision 0; one absent from the labels is left out of the averages)."""
+  confusion = np.asarray(confusion, np.float64)
+  tp = np.diag(confusion)
+  predicted, support = confusion.sum(axis=0), confusion.sum(axis=1)
+  precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+  recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+  denom = precision + recall
+  f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+  present = support > 0
+  return {
+      "accuracy": float(tp.sum() / max(confusion.sum(), 1.0)),
+      "macro_precision": float(precision[present].mean()) if present.any() else 0.0,
+      "macro_recall": float(recall[present].mean()) if present.any() else 0.0,
+      "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+      "per_class": [{"class": i, "precision": float(p), "recall": float(r), "f1": float(f),
+                     "support": int(s)}
+                    for i, (p, r, f, s) in enumerate(zip(precision, recall, f1, support))],
+  }
+
+
+class ClassifierTask:
+  """Trains one of `jaxgan.models.classifiers` with softmax cross-entropy."""
+
+  def __init__(self, config, image_shape: tuple[int, int, int], num_classes: int):
+    if num_classes < 2:
+      raise ValueError(f"Dataset {config.dataset!r} has {num_classes} classes; a classifier "
+                       "needs labelled data with at least 2 (folder: datasets need one "
+                       "subfolder per class).")
+    self.config = config
+    self.image_shape = tuple(image_shape)
+    self.num_classes = num_classes
+    self.model = make_classifier(config.model, num_classes)
+    self.tx = make_optimizer(config)
+    self.images_per_step = config.batch_size
+    self.progress_keys = ("loss", "accuracy")
+
+  def init_state(self, key: jax.Array) -> ClassifierState:
+    init_key, state_key = jax.random.split(key)
+    variables = self.model.init(init_key, jnp.zeros((1, *self.image_shape)), train=False)
+    params = variables["params"]
+    return ClassifierState(step=jnp.zeros((), jnp.int32), params=params,
+                           batch_stats=variables.get("batch_stats", {}),
+                           opt_state=self.tx.init(params), key=state_key)
+
+  def apply(self, state: ClassifierState, x: jax.Array, return_features: bool = False):
+    """Inference: logits (and penultimate features) with running statistics."""
+    variables = {"params": state.params}
+    if state.batch_stats:
+      variables["batch_stats"] = state.batch_stats
+    return self.model.apply(variables, x, train=False, return_features=return_features)
+
+  def train_step(self, state: ClassifierState, batch: dict):
+    key = jax.random.fold_in(state.key, state.step)
+    labels = batch["label"]
+
+    def loss_fn(params):
+      variables = {"params": params}
+      if state.batch_stats:
+        variables["batch_stats"] = state.batch_stats
+        logits, updates = self.model.apply(variables, batch["image"], train=True,
+                                           rngs={"dropout": key}, mutable=["batch_stats"])
+        stats = updates["batch_stats"]
+      else:
+        logits = self.model.apply(variables, batch["image"], train=True, rngs={"dropout": key})
+        stats = state.batch_stats
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+      return loss, (logits, stats)
+
+    (loss, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+               "finite": jnp.isfinite(loss).astype(jnp.float32)}
+    return ClassifierState(step=state.step + 1, params=params, batch_stats=stats,
+                           opt_state=opt_state, key=state.key), metrics
+
+  def eval_step(self, state: ClassifierState, batch: dict, batch_index: jax.Array) -> dict:
+    mask, labels = batch["mask"], batch["label"]
+    logits = self.apply(state, batch["image"])
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    predicted = jnp.argmax(logits, -1)
+    one_hot = lambda v: jax.nn.one_hot(v, self.num_classes) * mask[:, None]
+    confusion = jnp.einsum("bi,bj->ij", one_hot(labels), jax.nn.one_hot(predicted,
+                                                                          self.num_classes))
+    return {"loss": jnp.sum(loss * mask), "confusion": confusion, "count": jnp.sum(mask)}
+
+  def summarize_eval(self, totals: dict, step: int, outdir: str | None) -> dict:
+    """Scalars for metrics.jsonl (accuracy, loss, macro precision / recall /
+    F1); with `outdir`, also eval/report_step_<step>.json (per class) and
+    eval/confusion_step_<step>.png."""
+    report = classification_report(totals["confusion"])
+    scalars = {"accuracy": report["accuracy"],
+               "loss": float(totals["loss"]) / max(float(totals["count"]), 1.0),
+               **{k: report[k] for k in ("macro_precision", "macro_recall", "macro_f1")}}
+    if outdir is not None:
+      os.makedirs(os.path.join(outdir, "eval"), exist_ok=True)
+      path = os.path.join(outdir, "eval", f"report_step_{step:07d}.json")
+      with open(path + ".tmp", "w") as f:
+        json.dump({"step": step, **report,
+                   "confusion": np.asarray(totals["confusion"]).astype(int).tolist()}, f,
+                  indent=1)
+      os.replace(path + ".tmp", path)
+      images.save_confusion_matrix(np.asarray(totals["confusion"]),
+                                   os.path.join(outdir, "eval", f"confusion_step_{step:07d}.png"))
+    return scalars
+
+  def sample_images(self, state: ClassifierState) -> dict:
+    """A classifier draws no samples; its figure is the confusion matrix."""
+    return {}

@@ -1,0 +1,131 @@
+"""Classifiers: shapes, the per-class report, augmentation, and an end-to-end run."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiments import classifier
+from experiments.configs.classifier import get_config
+from jaxgan.checkpoint import Checkpointer
+from jaxgan.data import Data
+from jaxgan.models.classifiers import MODELS, make_classifier
+from jaxgan.tasks.classifier import ClassifierTask, classification_report
+from jaxgan.writers import read_metrics
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_shapes(name):
+  model = make_classifier(name, 10)
+  x = jnp.zeros((2, 32, 32, 3))
+  variables = model.init(jax.random.PRNGKey(0), x, train=False)
+  logits, features = model.apply(variables, x, train=False, return_features=True)
+  assert logits.shape == (2, 10) and features.ndim == 2 and features.shape[0] == 2
+  if name.startswith("resnet"):
+    assert "batch_stats" in variables
+
+
+def test_report_matches_scikit_learn():
+  from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 5, 300)
+  predicted = np.where(rng.random(300) < 0.6, labels, rng.integers(0, 5, 300))
+  predicted[predicted == 4] = 3  # class 4 is never predicted: precision 0, not NaN
+  report = classification_report(confusion_matrix(labels, predicted, labels=range(5)))
+  p, r, f, s = precision_recall_fscore_support(labels, predicted, labels=range(5),
+                                               zero_division=0)
+  assert report["accuracy"] == pytest.approx(accuracy_score(labels, predicted))
+  for i, row in enumerate(report["per_class"]):
+    assert (row["precision"], row["recall"], row["f1"], row["support"]) == pytest.approx(
+        (p[i], r[i], f[i], s[i]))
+  assert report["macro_f1"] == pytest.approx(np.mean(f))
+  assert report["macro_precision"] == pytest.approx(np.mean(p))
+
+
+def _config(**overrides):
+  config = get_config()
+  config.update(dict(dataset="digits", batch_size=32, num_train_steps=150, log_every_steps=50,
+                     eval_every_steps=150, checkpoint_every_steps=75, learning_rate=3e-3,
+                     augment_crop_padding=0))  # scikit-learn's digits fill their frame
+  config.update(overrides)
+  return config
+
+
+def _shift(x, dy, dx):
+  """x [H, W, C] in [-1, 1] moved by (dy, dx), the uncovered border black (-1)."""
+  out = np.full_like(x, -1.0)
+  h, w = x.shape[:2]
+  out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+      x[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+  return out
+
+
+def test_augmentation_shifts_and_flips_deterministically_and_resumes():
+  """Each augmented image is its plain counterpart shifted by at most the
+  padding and possibly mirrored; the stream is a function of (seed, position),
+  so it repeats and a resumed stream matches."""
+  plain = Data(_config()).train_dataset(8).take(3)
+  plain = [b["image"] for b in plain.as_numpy_iterator()]
+  data = Data(_config(augment_crop_padding=2, augment_flip=True))
+  aug = [b["image"] for b in data.train_dataset(8).take(3).as_numpy_iterator()]
+  again = [b["image"] for b in data.train_dataset(8).take(3).as_numpy_iterator()]
+  resumed = [b["image"] for b in data.train_dataset(8, start_step=2).take(1).as_numpy_iterator()]
+  np.testing.assert_array_equal(aug[2], again[2])
+  np.testing.assert_array_equal(resumed[0], aug[2])
+  moves = set()
+  for x, y in zip(np.concatenate(plain), np.concatenate(aug)):  # same examples, same order
+    found = [(dy, dx, flip) for flip in (False, True) for dy in range(-2, 3)
+             for dx in range(-2, 3)
+             if np.allclose(_shift(x[:, ::-1] if flip else x, dy, dx), y, atol=1e-5)]
+    assert found, "augmented image is not a shift (and flip) of the original"
+    moves.add(found[0])
+  assert len(moves) >= 6  # of 24 examples: the shifts and flips vary
+
+
+def test_train_evaluate_report_and_resume(tmp_path):
+  workdir = str(tmp_path / "clf")
+  result = classifier.train_and_evaluate(_config(), workdir)
+  assert (result.start_step, result.step) == (0, 150)
+  records = read_metrics(workdir)
+  last = records[-1]
+  assert 0.0 <= last["eval_accuracy"] <= 1.0
+  assert last["eval_accuracy"] > 0.85, last  # 8x8 digits resized to 28x28, 150 steps
+  assert last["eval_macro_f1"] > 0.8 and last["images_per_sec"] > 0
+  with open(os.path.join(workdir, "eval", "report_step_0000150.json")) as f:
+    report = json.load(f)
+  confusion = np.array(report["confusion"])
+  assert confusion.shape == (10, 10) and confusion.sum() == 297  # the whole test split
+  assert report["accuracy"] == pytest.approx(np.trace(confusion) / 297)
+  assert report["accuracy"] == pytest.approx(last["eval_accuracy"])
+  png = Image.open(os.path.join(workdir, "eval", "confusion_step_0000150.png"))
+  assert png.size[0] > 300
+  assert not os.path.exists(os.path.join(workdir, "samples"))
+  assert Checkpointer(workdir).all_steps() == [75, 150]
+  with open(os.path.join(workdir, "best", "best.json")) as f:
+    assert json.load(f)["value"] == last["eval_accuracy"]
+
+  resumed = classifier.train_and_evaluate(_config(num_train_steps=160), workdir)
+  assert (resumed.start_step, resumed.step) == (150, 160)
+
+
+def test_eval_step_counts_only_real_examples():
+  task = ClassifierTask(_config(), (28, 28, 1), 10)
+  state = task.init_state(jax.random.PRNGKey(0))
+  batch = {"image": jnp.zeros((6, 28, 28, 1)), "label": jnp.array([0, 1, 2, 3, 0, 0]),
+           "mask": jnp.array([1, 1, 1, 1, 0, 0], jnp.float32)}
+  sums = jax.device_get(task.eval_step(state, batch, jnp.int32(0)))
+  assert sums["count"] == 4 and sums["confusion"].sum() == 4
+  np.testing.assert_array_equal(sums["confusion"].sum(axis=1)[:4], [1, 1, 1, 1])
+
+
+def test_bad_config_is_rejected():
+  with pytest.raises(ValueError, match="Unknown classifier"):
+    ClassifierTask(_config(model="vgg"), (28, 28, 1), 10)
+  with pytest.raises(ValueError, match="optimizer"):
+    ClassifierTask(_config(optimizer="lamb"), (28, 28, 1), 10)
+  with pytest.raises(ValueError, match="at least 2"):
+    ClassifierTask(_config(), (28, 28, 1), 1)

@@ -1,0 +1,100 @@
+"""Generator evaluation end to end: classifier features, metrics, CLI, export."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import classifier, dcgan
+from experiments.configs.classifier import get_config as classifier_config
+from experiments.configs.dcgan import get_config as dcgan_config
+from jaxgan import evaluation
+from jaxgan.data import DataError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KEYS = ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage",
+        "inception_score", "protocol")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """A digits classifier (150 steps) and a DCGAN run (2 steps) on digits."""
+  root = tmp_path_factory.mktemp("eval")
+  clf = classifier_config()
+  clf.update(dict(dataset="digits", batch_size=32, num_train_steps=150, log_every_steps=150,
+                  eval_every_steps=150, checkpoint_every_steps=150, learning_rate=3e-3,
+                  augment_crop_padding=0))
+  classifier.train_and_evaluate(clf, str(root / "clf"))
+  gan = dcgan_config()
+  gan.update(dict(dataset="digits", batch_size=16, num_train_steps=2, log_every_steps=1,
+                  sample_every_steps=2, checkpoint_every_steps=2, eval_every_steps=1,
+                  num_sample_images=16, fid_features=str(root / "clf"), num_eval_samples=100,
+                  eval_split="test[:100]"))
+  dcgan.train_and_evaluate(gan, str(root / "gan"))
+  return str(root / "clf"), str(root / "gan")
+
+
+def test_generator_scores_far_from_real_data(runs):
+  """Real held-out digits score near the reference; an untrained generator
+  is far away on every metric; the protocol records how."""
+  clf_dir, gan_dir = runs
+  extractor = evaluation.ClassifierExtractor(clf_dir)
+  real = evaluation.evaluate_generator(gan_dir, extractor, split="train[:600]",
+                                       baseline_split="train[600:1200]")
+  init = evaluation.evaluate_generator(gan_dir, extractor, split="train[:600]", step=0)
+  for r in (real, init):
+    assert set(KEYS) <= set(r)
+  assert real["fid"] < 0.2 * init["fid"], (real["fid"], init["fid"])
+  assert real["kid_mean"] < init["kid_mean"]
+  assert real["precision"] > init["precision"] and real["recall"] > init["recall"]
+  assert real["inception_score"] > 3 > init["inception_score"] >= 1
+  protocol = init["protocol"]
+  assert protocol["extractor"] == "classifier:small_cnn"
+  assert len(protocol["extractor_checkpoint_sha256"]) == 64
+  assert (protocol["num_real"], protocol["num_generated"], protocol["step"]) == (600, 600, 0)
+  assert protocol["reference"] == "digits train[:600]"
+  with pytest.raises(DataError, match="No checkpoint for step 7"):
+    evaluation.evaluate_generator(gan_dir, extractor, step=7)
+
+
+def test_cli_writes_evaluation_json_and_exports(runs, tmp_path):
+  clf_dir, gan_dir = runs
+  export = str(tmp_path / "samples.npz")
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.evaluate", f"--workdir={gan_dir}",
+       f"--features={clf_dir}", "--num_samples=50", f"--export={export}"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  assert "fid" in proc.stdout and "generator step 2" in proc.stdout
+  with open(os.path.join(gan_dir, "evaluation.json")) as f:
+    result = json.load(f)
+  assert set(KEYS) <= set(result) and result["protocol"]["num_generated"] == 50
+  assert result["protocol"]["reference"] == "digits test[:100]"  # the run's eval_split
+  images = np.load(export)["images"]
+  assert images.shape == (50, 28, 28, 1) and images.dtype == np.uint8
+
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.evaluate", f"--workdir={gan_dir}",
+       f"--features={tmp_path / 'missing'}"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1 and "python -m experiments.classifier" in proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
+def test_training_logs_fid_and_keeps_the_best_checkpoint(runs):
+  from jaxgan.writers import read_metrics
+  _, gan_dir = runs
+  records = read_metrics(gan_dir)
+  assert [r["step"] for r in records] == [1, 2]
+  for r in records:
+    assert r["eval_fid"] > 0 and r["eval_kid_std"] >= 0 and "eval_kid_mean" in r
+  best = min(records, key=lambda r: r["eval_fid"])
+  with open(os.path.join(gan_dir, "best", "best.json")) as f:
+    record = json.load(f)
+  assert record == {"metric": "eval_fid", "mode": "min", "value": best["eval_fid"],
+                    "step": best["step"]}
+  assert records[-1]["best_eval_fid"] == best["eval_fid"]
+  assert os.listdir(os.path.join(gan_dir, "best", "checkpoints")) == [str(best["step"])]

@@ -1,0 +1,85 @@
+"""Feature-space metrics: against scipy, and the sanity orderings they must show."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from jaxgan import metrics
+
+
+def _random_covariance(rng, d, rank=None):
+  a = rng.normal(size=(d, rank or d))
+  return a @ a.T / d
+
+
+def test_matrix_square_root_and_trace_match_scipy():
+  rng = np.random.default_rng(0)
+  for d, rank in [(5, None), (32, None), (32, 10)]:  # full rank and singular
+    s1, s2 = _random_covariance(rng, d, rank), _random_covariance(rng, d)
+    root = metrics.sqrtm_psd(s1)
+    np.testing.assert_allclose(root @ root, s1, atol=1e-9)
+    np.testing.assert_allclose(root, np.real(scipy.linalg.sqrtm(s1)), atol=1e-6)
+    # FID's trace term against scipy's general square root of S1 S2.
+    mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
+    expected = (np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2)
+                - 2 * np.trace(np.real(scipy.linalg.sqrtm(s1 @ s2))))
+    assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-6,
+                                                                        abs=1e-8)
+
+
+def test_univariate_frechet_distance_is_closed_form():
+  # 1-D: (m1 - m2)^2 + (s1 - s2)^2.
+  assert metrics.frechet_distance([1.0], [[4.0]], [3.0], [[9.0]]) == pytest.approx(4 + 1)
+
+
+def _real_sets(seed=0, n=600, d=16):
+  """Two independent draws from one 'real' distribution (a correlated Gaussian)."""
+  rng = np.random.default_rng(seed)
+  mix = rng.normal(size=(d, d)) / np.sqrt(d)
+  return rng.normal(size=(n, d)) @ mix, rng.normal(size=(n, d)) @ mix, rng
+
+
+def test_fid_and_kid_sanity_orderings():
+  """FID(real, real') ~ 0 next to FID(real, noise); FID and KID grow
+  monotonically with the noise added to real samples and agree in ranking."""
+  real, real2, rng = _real_sets()
+  noise = rng.normal(size=real.shape) * 3
+  fid_same, fid_noise = metrics.fid_from_features(real, real2), metrics.fid_from_features(real, noise)
+  assert fid_same < 0.05 * fid_noise
+  fids, kids = [], []
+  for sigma in (0.0, 0.3, 0.6, 1.0, 2.0):
+    corrupted = real2 + sigma * rng.normal(size=real2.shape)
+    fids.append(metrics.fid_from_features(real, corrupted))
+    kids.append(metrics.kernel_inception_distance(real, corrupted, num_subsets=20,
+                                                  subset_size=300)[0])
+  assert fids == sorted(fids) and kids == sorted(kids), (fids, kids)
+  assert abs(kids[0]) < 0.05 * kids[-1]  # unbiased: ~0 for the same distribution
+
+
+def test_precision_recall_density_coverage():
+  """Precision falls when samples are replaced by noise; recall falls when
+  they collapse to one mode; both ~1 for a fresh draw of the real data."""
+  real, real2, rng = _real_sets()
+  p, r = metrics.precision_recall(real, real2)
+  assert p > 0.8 and r > 0.8
+  d, c = metrics.density_coverage(real, real2)
+  assert 0.7 < d < 1.3 and c > 0.9
+  noise = rng.normal(size=real.shape) * 3 + 5
+  p_noise, _ = metrics.precision_recall(real, noise)
+  d_noise, c_noise = metrics.density_coverage(real, noise)
+  assert p_noise < 0.1 and d_noise < 0.1 and c_noise < 0.1
+  # Mode collapse: every sample near one real point.
+  collapsed = real[:1] + 0.01 * rng.normal(size=real.shape)
+  p_col, r_col = metrics.precision_recall(real, collapsed)
+  _, c_col = metrics.density_coverage(real, collapsed)
+  assert p_col > 0.9 and r_col < 0.1 and c_col < 0.1
+
+
+def test_inception_score_bounds():
+  k = 10
+  confident_diverse = np.eye(k)[np.arange(1000) % k]
+  uniform = np.full((1000, k), 1.0 / k)
+  collapsed = np.eye(k)[np.zeros(1000, int)]
+  assert metrics.inception_score(confident_diverse)[0] == pytest.approx(k, rel=1e-6)
+  assert metrics.inception_score(uniform)[0] == pytest.approx(1.0)
+  assert metrics.inception_score(collapsed)[0] == pytest.approx(1.0)
