@@ -15,7 +15,7 @@ import os
 import re
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 flags.DEFINE_string("workdir", None, "The generator's run directory.", required=True)
 flags.DEFINE_string("features", "runs/classifier", "Run directory of the feature classifier "
@@ -35,6 +35,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO.
   from jaxgan import evaluation
   from jaxgan.data import DataError
   try:

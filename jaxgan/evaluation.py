@@ -140,11 +140,17 @@ def generate(task, state, num: int, seed: int, batch_size: int = 500) -> np.ndar
   return np.concatenate(out)
 
 
+def kid_subset_size(num_real: int, num_fake: int) -> int:
+  """1000 (Binkowski et al.), or half the smaller set, so the subsets differ
+  and the spread over subsets means something."""
+  return max(2, min(1000, min(num_real, num_fake) // 2))
+
+
 def compare(real_features, real_probs, fake_features, fake_probs, seed: int = 0) -> dict:
   """Every metric of the suite for one real and one generated feature set."""
   kid_mean, kid_std = metrics.kernel_inception_distance(
       real_features, fake_features, num_subsets=100,
-      subset_size=min(1000, len(real_features), len(fake_features)), seed=seed)
+      subset_size=kid_subset_size(len(real_features), len(fake_features)), seed=seed)
   precision, recall = metrics.precision_recall(real_features, fake_features, k=3)
   density, coverage = metrics.density_coverage(real_features, fake_features, k=5)
   inception, inception_std = metrics.inception_score(fake_probs, splits=10)
@@ -181,7 +187,7 @@ def evaluate_generator(run_dir: str, extractor, split: str | None = None,
                         "num_real": len(real), "num_generated": len(fake),
                         "generated": source, "run": os.path.abspath(run_dir), "step": step,
                         "knn_k": {"precision_recall": 3, "density_coverage": 5},
-                        "kid": {"subsets": 100, "subset_size": min(1000, len(real), len(fake)),
+                        "kid": {"subsets": 100, "subset_size": kid_subset_size(len(real), len(fake)),
                                 "kernel": "(x.y/d + 1)^3"}}
   return result
 
@@ -208,7 +214,7 @@ def format_table(results: dict[str, dict]) -> str:
   keys = ["fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage",
           "inception_score"]
   width = max(len(label) for label in results) + 2
-  lines = [f"{'':{width}s}" + "".join(f"{k:>12s}" for k in keys)]
+  lines = [f"{'':{width}s}" + "".join(f"{k:>{len(k) + 2}s}" for k in keys)]
   for label, r in results.items():
-    lines.append(f"{label:{width}s}" + "".join(f"{r[k]:12.4g}" for k in keys))
+    lines.append(f"{label:{width}s}" + "".join(f"{r[k]:>{len(k) + 2}.4g}" for k in keys))
   return "\n".join(lines)

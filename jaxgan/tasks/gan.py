@@ -198,7 +198,8 @@ class GANTask:
     fake = self._fid_extractor(evaluation.generate(self, state, num, self.config.seed))[0]
     real = self._fid_reference
     kid_mean, kid_std = metrics.kernel_inception_distance(
-        real, fake, num_subsets=100, subset_size=min(1000, len(real), len(fake)))
+        real, fake, num_subsets=100,
+        subset_size=evaluation.kid_subset_size(len(real), len(fake)))
     return {"fid": metrics.fid_from_features(real, fake), "kid_mean": kid_mean,
             "kid_std": kid_std}
 
