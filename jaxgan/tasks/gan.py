@@ -78,6 +78,7 @@ class GANTask:
     self.sample_z = jax.random.normal(jax.random.PRNGKey(config.seed + 1),
                                       (config.num_sample_images, self.latent_dim))
     self._fid_reference = self._fid_extractor = None  # built at the first evaluation
+    self.sample_jit = jax.jit(self.sample, static_argnames="average")
     self._sample_fixed = jax.jit(lambda state: {
         "samples": self.sample(state, self.sample_z),
         "live": self.sample(state, self.sample_z, average=False)})
