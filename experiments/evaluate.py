@@ -1,10 +1,11 @@
-"""Evaluates a generator run: `python -m experiments.evaluate --workdir RUN_DIR [--features CLASSIFIER_RUN]`.
+"""Evaluates a generator run: `python -m experiments.evaluate --workdir RUN_DIR [--features CLASSIFIER_RUN | inception[:WEIGHTS]]`.
 
 FID, KID, precision/recall, density/coverage and an Inception-Score-style
 score of the run's generator (latest checkpoint, or --step; --step=0 is the
 initialisation) against a real split (default: the run's eval_split), in the
 feature space of a classifier trained by `experiments.classifier` on the same
-dataset. --baseline_split scores that split's real images instead of samples,
+dataset, or of the standard FID InceptionV3 (`--features=inception`, weights
+from a local file; see jaxgan/models/inception.py). --baseline_split scores that split's real images instead of samples,
 to show the scale. Writes the result with its protocol to RUN_DIR/evaluation.json
 (evaluation_step_<S>.json with --step, evaluation_real_<split>.json with
 --baseline_split) and prints a table.
@@ -18,8 +19,9 @@ import sys
 from absl import app, flags, logging
 
 flags.DEFINE_string("workdir", None, "The generator's run directory.", required=True)
-flags.DEFINE_string("features", "runs/classifier", "Run directory of the feature classifier "
-                    "(python -m experiments.classifier on the same dataset).")
+flags.DEFINE_string("features", "runs/classifier", "Feature extractor: the run directory of "
+                    "a classifier (python -m experiments.classifier on the same dataset), or "
+                    "'inception' / 'inception:WEIGHTS' for the standard FID InceptionV3.")
 flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: latest; 0: the "
                      "initialisation).")
 flags.DEFINE_string("split", None, "Reference split of real images (default: the run's "
@@ -39,11 +41,11 @@ def main(argv):
   from jaxgan import evaluation
   from jaxgan.data import DataError
   try:
-    extractor = evaluation.ClassifierExtractor(FLAGS.features)
+    extractor = evaluation.make_extractor(FLAGS.features)
     result = evaluation.evaluate_generator(
         FLAGS.workdir, extractor, split=FLAGS.split, num_samples=FLAGS.num_samples,
         step=FLAGS.step, baseline_split=FLAGS.baseline_split, export=FLAGS.export)
-  except (DataError, ValueError) as e:
+  except (DataError, ValueError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   if FLAGS.baseline_split:

@@ -9,6 +9,9 @@ Features come from a pluggable extractor: any object with `image_shape`,
 (features [N, D], class probabilities [N, K])`. The default is a classifier
 trained by `experiments.classifier` on the same dataset (its penultimate
 layer and softmax), restored from its run directory; it works offline.
+`InceptionExtractor` is the standard FID network (pool3, 2048-d) with
+weights from a local file; `make_extractor("inception[:PATH]" or RUN_DIR)`
+picks one.
 """
 
 from __future__ import annotations
@@ -122,6 +125,49 @@ class ClassifierExtractor:
     return np.concatenate(features), np.concatenate(probs)
 
 
+class InceptionExtractor:
+  """The standard FID InceptionV3 (pytorch-fid's weights, read from a local
+  file): pool3 features [N, 2048] and softmax over its 1008 logits."""
+
+  def __init__(self, weights: str | None = None, batch_size: int = 50):
+    from jaxgan.models import inception
+    variables, path = inception.load_fid_variables(weights)
+    self.image_shape = (inception.INPUT_SIZE, inception.INPUT_SIZE, 3)
+    self.batch_size = batch_size
+    with open(path, "rb") as f:
+      digest = hashlib.file_digest(f, "sha256").hexdigest()
+    self.protocol = {
+        "extractor": "inception_v3_fid",
+        "extractor_weights": path,
+        "extractor_checkpoint_sha256": digest,
+        "features": "pool3 (2048)",
+        "resize": "bilinear (half-pixel centres, no antialiasing) to 299x299; grey repeated to RGB",
+    }
+    model = inception.FIDInceptionV3()
+    self._apply = jax.jit(lambda x: _inception_outputs(model, variables, x))
+
+  def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    features, probs = [], []
+    for i in range(0, len(images), self.batch_size):
+      f, p = self._apply(jnp.asarray(images[i:i + self.batch_size], jnp.float32))
+      features.append(np.asarray(f))
+      probs.append(np.asarray(p))
+    return np.concatenate(features), np.concatenate(probs)
+
+
+def _inception_outputs(model, variables, x):
+  pool3, logits = model.apply(variables, x)
+  return pool3, jax.nn.softmax(logits)
+
+
+def make_extractor(spec: str):
+  """"inception" (weights at the default path), "inception:PATH", or the run
+  directory of an `experiments.classifier` run."""
+  if spec == "inception" or spec.startswith("inception:"):
+    return InceptionExtractor(spec.partition(":")[2] or None)
+  return ClassifierExtractor(spec)
+
+
 def _features_and_probs(task, state, x):
   logits, features = task.apply(state, x, return_features=True)
   return features, jax.nn.softmax(logits)
@@ -214,7 +260,9 @@ def format_table(results: dict[str, dict]) -> str:
   keys = ["fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage",
           "inception_score"]
   width = max(len(label) for label in results) + 2
-  lines = [f"{'':{width}s}" + "".join(f"{k:>{len(k) + 2}s}" for k in keys)]
-  for label, r in results.items():
-    lines.append(f"{label:{width}s}" + "".join(f"{r[k]:>{len(k) + 2}.4g}" for k in keys))
+  cells = {label: [f"{r[k]:.4g}" for k in keys] for label, r in results.items()}
+  widths = [max([len(k)] + [len(c[i]) for c in cells.values()]) + 2 for i, k in enumerate(keys)]
+  lines = [f"{'':{width}s}" + "".join(f"{k:>{w}s}" for k, w in zip(keys, widths))]
+  for label, row in cells.items():
+    lines.append(f"{label:{width}s}" + "".join(f"{c:>{w}s}" for c, w in zip(row, widths)))
   return "\n".join(lines)

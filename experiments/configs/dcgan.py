@@ -48,8 +48,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = 1000  # Discriminator on eval_split; 0 disables.
   config.num_sample_images = 64
   # FID and KID against eval_split at every evaluation, in the features of a
-  # classifier run (python -m experiments.classifier on the same dataset);
-  # None disables them. The checkpoint with the best `best_metric` is kept in
+  # classifier run (python -m experiments.classifier on the same dataset) or
+  # "inception[:WEIGHTS]" (the standard FID InceptionV3); None disables them. The checkpoint with the best `best_metric` is kept in
   # best/ (only once that metric is logged).
   config.fid_features = ml_collections.config_dict.placeholder(str)
   config.num_eval_samples = 1000

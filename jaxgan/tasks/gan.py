@@ -187,12 +187,13 @@ class GANTask:
 
   def sample_metrics(self, state: GANState, data) -> dict:
     """FID and KID of `num_eval_samples` samples against the eval split, in
-    the features of the classifier run `fid_features` (nothing when unset)."""
+    the features `fid_features` names: a classifier run directory, or
+    "inception[:WEIGHTS]" (nothing when unset)."""
     if not self.config.get("fid_features") or not self.config.eval_split:
       return {}
     from jaxgan import evaluation, metrics
     if self._fid_reference is None:
-      self._fid_extractor = evaluation.ClassifierExtractor(self.config.fid_features)
+      self._fid_extractor = evaluation.make_extractor(self.config.fid_features)
       real = data.first_images(self.config.eval_split)
       self._fid_reference = self._fid_extractor(real)[0]
     num = self.config.get("num_eval_samples", 1000)
