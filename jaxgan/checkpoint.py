@@ -4,6 +4,8 @@ Saves are asynchronous (training continues while the previous state is
 written) and atomic (Orbax writes to a temporary directory and renames it on
 completion, so an interrupted save is never mistaken for a checkpoint). The
 last `max_to_keep` checkpoints are kept. Every process takes part.
+`restore_latest_good` skips a checkpoint that cannot be read (a file
+truncated or lost by a crash) in favour of the previous one.
 `BestCheckpoint` keeps, beside them, the one with the best eval metric.
 """
 
@@ -15,6 +17,7 @@ import os
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
 
 class Checkpointer:
@@ -49,6 +52,52 @@ class Checkpointer:
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
         target)
     return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+  def restore_latest_good(self, target) -> tuple:
+    """(state, step) from the newest checkpoint that restores; (target, None)
+    when there is none. A newer checkpoint that fails to restore while an
+    older one succeeds is unreadable (written by a crashed process or damaged
+    since): it is moved aside to `<step>.unreadable` and reported. When none
+    restores, the first error is raised and nothing is moved."""
+    steps = sorted(self.all_steps(), reverse=True)
+    errors = []
+    for step in steps:
+      try:
+        state = self.restore(target, step)
+      except Exception as e:  # Orbax/TensorStore raise many kinds.
+        errors.append((step, e))
+        continue
+      if errors:
+        self._set_aside([s for s, _ in errors])
+        for bad, e in errors:
+          message = (f"Checkpoint step {bad} in {self.directory} could not be restored "
+                     f"({type(e).__name__}: {str(e)[:200]}); moved it to {bad}.unreadable and "
+                     f"resumed from step {step}.")
+          logging.warning(message)
+          print(f"warning: {message}", flush=True)
+      return state, step
+    if errors:
+      step, e = errors[0]
+      raise ValueError(f"No checkpoint in {self.directory} can be restored into this "
+                       f"run's state (step {step}: {type(e).__name__}: {str(e)[:500]}). If the "
+                       "model or code changed, use a new --workdir.") from e
+    return target, None
+
+  def _set_aside(self, steps: list[int]) -> None:
+    if jax.process_count() > 1:  # Every process has finished reading first.
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices("jaxgan_checkpoint_set_aside")
+    if jax.process_index() == 0:
+      for step in steps:
+        src = os.path.join(self.directory, str(step))
+        dst = src + ".unreadable"
+        if os.path.exists(dst):
+          dst += "." + str(os.getpid())
+        os.rename(src, dst)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices("jaxgan_checkpoint_set_aside_done")
+    self.manager.reload()
 
   def wait(self):
     self.manager.wait_until_finished()

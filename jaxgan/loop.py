@@ -6,18 +6,24 @@ its step functions, see `jaxgan.tasks`), restores the latest checkpoint in
 `workdir` if there is one, and trains to `config.num_train_steps`, writing the
 run directory:
 
-  config.json        the resolved config
+  config.json        the resolved config (a resume with other values is refused)
+  run.json           per start: seed, git commit, package versions, devices, ...
   metrics.jsonl      one JSON object per log step (always `step`, `images_per_sec`)
   events.out.tfevents.*  TensorBoard
   samples/           the task's image grids (`sample_images`), as PNG
   checkpoints/<step> Orbax checkpoints (async, atomic, the last N kept)
   best/              the checkpoint with the best `best_metric` (if configured)
+
+SIGTERM or SIGINT (preemption, Ctrl-C) saves a checkpoint at the current step
+and raises `Preempted`; rerunning resumes there. A second Ctrl-C stops at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan import images, sharding
+from jaxgan import images, provenance, sharding
 from jaxgan.checkpoint import BestCheckpoint, Checkpointer
 from jaxgan.data import Data, device_batches
 from jaxgan.writers import ProgressBar, RunWriter
@@ -39,6 +45,52 @@ REQUIRED_FIELDS = ("dataset", "data_dir", "batch_size", "num_train_steps", "seed
 
 class NonFiniteLossError(FloatingPointError):
   """A loss became NaN or Inf; the run stopped without saving the bad state."""
+
+
+class Preempted(Exception):
+  """Training stopped on SIGTERM/SIGINT after checkpointing the current step."""
+
+  def __init__(self, message: str, signum: int):
+    super().__init__(message)
+    self.signum = signum
+
+
+class _StopSignals:
+  """Turns SIGTERM and SIGINT into a request to stop at the next step
+  boundary (installed only in the main thread; restored on exit). With
+  several processes, a request on any of them stops all of them at the same
+  step: they agree every `sync_every` steps."""
+
+  def __init__(self, sync_every: int = 10):
+    self.received: int | None = None
+    self.sync_every = sync_every
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+    return False
+
+  def _handle(self, signum, frame):
+    if self.received == signal.SIGINT and signum == signal.SIGINT:
+      raise KeyboardInterrupt  # A second Ctrl-C: stop without saving.
+    self.received = signum
+
+  def stop_requested(self, step: int) -> int | None:
+    """The signal to stop on at `step`, or None; the same on every process."""
+    if jax.process_count() == 1:
+      return self.received
+    if step % self.sync_every:
+      return None
+    from jax.experimental import multihost_utils
+    got = multihost_utils.process_allgather(np.int32(self.received or 0))
+    return int(np.max(got)) or None
 
 
 @dataclasses.dataclass
@@ -112,22 +164,32 @@ def train_and_evaluate(config, workdir: str,
   workdir = os.path.abspath(workdir)
   if is_main:
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
+  ckpt = Checkpointer(workdir, max_to_keep=config.get("keep_checkpoints", 3))
+  if ckpt.latest_step() is not None:
+    try:
+      provenance.check_resume_config(workdir, config)
+    except ValueError:
+      ckpt.close()
+      raise
+  if is_main:
+    with open(os.path.join(workdir, "config.json.tmp"), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+    os.replace(os.path.join(workdir, "config.json.tmp"), os.path.join(workdir, "config.json"))
 
   repl, batch_sharding = sharding.replicated(mesh), sharding.data_sharded(mesh)
   init_fn = jax.jit(task.init_state, out_shardings=repl)
   state = init_fn(jax.random.PRNGKey(config.seed))
 
-  ckpt = Checkpointer(workdir, max_to_keep=config.get("keep_checkpoints", 3))
   best = (BestCheckpoint(workdir, config.best_metric, config.get("best_mode", "min"))
           if config.get("best_metric") else None)
   writer = RunWriter(workdir)
   progress = batches = None
+  signals = _StopSignals()
   try:
-    if ckpt.latest_step() is not None:
-      state = ckpt.restore(state)
+    state, _ = ckpt.restore_latest_good(state)
     start_step = int(jax.device_get(state.step))
+    provenance.record_start(workdir, config, start_step)
+    writer.drop_metrics_after(start_step)  # Steps logged after the checkpoint rerun.
     num_steps = config.num_train_steps
     progress = ProgressBar(num_steps, start_step, desc=os.path.basename(workdir),
                            keys=getattr(task, "progress_keys", ()) + ("images_per_sec",))
@@ -150,6 +212,7 @@ def train_and_evaluate(config, workdir: str,
     t_start = time.time()
     t_last, timed_steps = None, 0
     eval_every = config.get("eval_every_steps", 0)
+    signals.__enter__()
     for step in range(start_step + 1, num_steps + 1):
       state, metrics = train_step(state, next(batches))
       history.append(metrics)
@@ -164,9 +227,10 @@ def train_and_evaluate(config, workdir: str,
         t_last, timed_steps = time.time(), 0
       else:
         timed_steps += 1
+      stop_signal = signals.stop_requested(step)
       last = step == num_steps
       do_eval = bool(eval_every) and config.eval_split and (step % eval_every == 0 or last)
-      do_ckpt = step % config.checkpoint_every_steps == 0 or last
+      do_ckpt = step % config.checkpoint_every_steps == 0 or last or bool(stop_signal)
       do_log = step % config.log_every_steps == 0 or last or do_eval
       do_sample = step % config.sample_every_steps == 0 or last
 
@@ -207,12 +271,19 @@ def train_and_evaluate(config, workdir: str,
           write_images(figures, step, workdir, writer)
       if do_ckpt:
         ckpt.save(step, state)
+      if stop_signal:
+        ckpt.wait()
+        writer.flush()
+        name = signal.Signals(stop_signal).name
+        raise Preempted(f"Stopped by {name} at step {step}; saved a checkpoint of step {step} "
+                        f"in {ckpt.directory}. Rerun the same command to resume.", stop_signal)
       if do_log or do_sample or do_ckpt:
         t_last, timed_steps = time.time(), 0  # Time training only.
     ckpt.wait()
     writer.flush()
     return TrainResult(state, start_step, num_steps, last_metrics)
   finally:
+    signals.__exit__()
     if batches is not None:
       batches.close()  # Stops the prefetch thread.
     if progress is not None:

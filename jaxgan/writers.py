@@ -48,6 +48,27 @@ class RunWriter:
       self._tb.write_scalars(step, {k: v for k, v in record.items()
                                     if k != "step" and isinstance(v, (int, float))})
 
+  def drop_metrics_after(self, step: int) -> None:
+    """Removes records past `step` (logged after the checkpoint a resumed run
+    restarts from, so they are about to be logged again), and a torn last
+    line from a killed process."""
+    if not self.enabled or not os.path.exists(self.path):
+      return
+    with open(self.path) as f:
+      lines = f.readlines()
+    kept = []
+    for line in lines:
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:
+        continue
+      if record.get("step", 0) <= step:
+        kept.append(json.dumps(record) + "\n")
+    if len(kept) != len(lines):
+      with open(self.path + ".tmp", "w") as f:
+        f.writelines(kept)
+      os.replace(self.path + ".tmp", self.path)
+
   def write_images(self, step: int, images: dict[str, np.ndarray]) -> None:
     """Images in [-1, 1], [N, H, W, C], to TensorBoard."""
     if self.enabled and self._tb is not None:

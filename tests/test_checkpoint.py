@@ -38,3 +38,40 @@ def test_round_trip_is_exact_and_keeps_sharding(tmp_path):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert b.sharding.is_equivalent_to(repl, b.ndim)
   ckpt.close()
+
+
+def test_unreadable_checkpoint_is_skipped_for_the_previous_good_one(tmp_path):
+  import glob
+  import os
+
+  import jax.numpy as jnp
+  import pytest
+
+  state = {"w": jnp.arange(4096.0), "step": jnp.int32(0)}
+  ckpt = Checkpointer(str(tmp_path))
+  for s in (2, 4):
+    ckpt.save(s, {"w": state["w"] + s, "step": jnp.int32(s)})
+  ckpt.close()
+  # A save a SIGKILL cut short: Orbax's temporary directory, never renamed.
+  os.makedirs(tmp_path / "checkpoints" / "6.orbax-checkpoint-tmp-1234" / "default")
+  # Step 4 damaged after it was written (a lost or truncated data file).
+  data = max(glob.glob(str(tmp_path / "checkpoints" / "4" / "**" / "d" / "*"), recursive=True),
+             key=os.path.getsize)
+  with open(data, "r+b") as f:
+    f.truncate(10)
+
+  ckpt = Checkpointer(str(tmp_path))
+  restored, step = ckpt.restore_latest_good(state)
+  assert step == 2 and int(restored["step"]) == 2
+  np.testing.assert_array_equal(restored["w"], state["w"] + 2)
+  assert os.path.isdir(tmp_path / "checkpoints" / "4.unreadable")  # kept, out of the way
+  assert ckpt.all_steps() == [2]
+  ckpt.save(4, {"w": state["w"], "step": jnp.int32(4)})  # The step can be written again.
+  ckpt.wait()
+  assert ckpt.restore_latest_good(state)[1] == 4
+  ckpt.close()
+
+  # Nothing restores (here: a different state structure): an error, nothing moved.
+  with pytest.raises(ValueError, match="No checkpoint .* can be restored"):
+    Checkpointer(str(tmp_path)).restore_latest_good({"other": jnp.zeros(3)})
+  assert sorted(os.listdir(tmp_path / "checkpoints"))[:2] == ["2", "4"]

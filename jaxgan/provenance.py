@@ -1,0 +1,133 @@
+"""What a run directory records to reproduce it, and the guard against
+resuming it with a different config.
+
+`run.json` holds one record per start of the run (the first start and each
+resume): the step it started from, the seed, the git commit and whether the
+tree was dirty, Python and package versions, the JAX backend, device kinds
+and counts, the process count, the command line and the time. `config.json`
+is the resolved config; a resume compares the new config with it and refuses
+any difference outside `SAFE_TO_CHANGE`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import jax
+
+# Fields that change how long a run goes or what it logs, not what it computes.
+SAFE_TO_CHANGE = frozenset({
+    "num_train_steps", "log_every_steps", "sample_every_steps", "checkpoint_every_steps",
+    "eval_every_steps", "keep_checkpoints", "data_dir", "cache_data", "num_eval_samples",
+    "fid_features", "num_importance_samples", "num_sample_images",
+})
+
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "tensorflow",
+            "tensorflow-cpu", "tensorflow-datasets", "ml_collections", "clu")
+
+
+def _flatten(tree, prefix=""):
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      out.update(_flatten(v, f"{prefix}{k}."))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def config_dict(config) -> dict:
+  """The config as plain JSON values (what config.json holds)."""
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def config_differences(saved: dict, config) -> list[str]:
+  """Dotted names of the fields where `config` differs from `saved` (a
+  config.json), ignoring `SAFE_TO_CHANGE`."""
+  old, new = _flatten(saved), _flatten(config_dict(config))
+  return sorted(k for k in old.keys() | new.keys()
+                if k.split(".")[0] not in SAFE_TO_CHANGE and old.get(k, "<absent>") != new.get(k, "<absent>"))
+
+
+def check_resume_config(workdir: str, config) -> None:
+  """Raises ValueError naming the fields that differ from the run's config.json."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)
+  diff = config_differences(saved, config)
+  if diff:
+    new = _flatten(config_dict(config))
+    old = _flatten(saved)
+    details = ", ".join(f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}"
+                        for k in diff)
+    raise ValueError(
+        f"{workdir} holds a run with a different config ({details}). Resuming it with "
+        "these changes would not reproduce either run. Use a new --workdir, or rerun with "
+        f"the saved values (see {path}). Safe to change on resume: "
+        f"{', '.join(sorted(SAFE_TO_CHANGE))}.")
+
+
+def _git(*args: str) -> str | None:
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10)
+  except (OSError, subprocess.TimeoutExpired):
+    return None
+  return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _version(package: str) -> str | None:
+  try:
+    return importlib.metadata.version(package)
+  except importlib.metadata.PackageNotFoundError:
+    return None
+
+
+def collect(config, start_step: int) -> dict:
+  """One record of how this process group is running `config`."""
+  commit = _git("rev-parse", "HEAD")
+  status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+  devices = jax.devices()
+  kinds: dict[str, int] = {}
+  for d in devices:
+    kinds[d.device_kind] = kinds.get(d.device_kind, 0) + 1
+  return {
+      "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "start_step": start_step,
+      "seed": config.seed,
+      "git_commit": commit,
+      "git_dirty": bool(status) if commit else None,
+      "command": sys.argv,
+      "python": platform.python_version(),
+      "platform": platform.platform(),
+      "packages": {p: v for p in PACKAGES if (v := _version(p))},
+      "backend": jax.default_backend(),
+      "devices": kinds,
+      "device_count": len(devices),
+      "local_device_count": jax.local_device_count(),
+      "process_count": jax.process_count(),
+  }
+
+
+def record_start(workdir: str, config, start_step: int) -> dict:
+  """Appends this start's record to `workdir/run.json` (process 0 only)."""
+  record = collect(config, start_step)
+  if jax.process_index() != 0:
+    return record
+  path = os.path.join(workdir, "run.json")
+  history = []
+  if os.path.exists(path):
+    with open(path) as f:
+      history = json.load(f).get("starts", [])
+  history.append(record)
+  with open(path + ".tmp", "w") as f:
+    json.dump({"starts": history}, f, indent=1)
+  os.replace(path + ".tmp", path)
+  return record
