@@ -1,0 +1,111 @@
+"""Multi-seed studies: `python -m experiments.study --config experiments/configs/dcgan.py --seeds 5 --workdir DIR`.
+
+Trains one run per seed (and per point of an optional `--sweep FIELD=V1,V2`
+grid over one or two config fields), one after the other, each in its own
+run directory `DIR/<point>/seed_<s>` (so each resumes like any run), then
+aggregates their final metrics into DIR/study.csv, study.md (mean ± std,
+95% interval, min, max) and study.png (metric against step per seed, with the
+mean). Rerunning re-aggregates; finished runs are not retrained.
+
+The experiment is the config file's name (configs/dcgan.py -> experiments.dcgan)
+unless --experiment says otherwise; --config.FIELD=VALUE applies to every run.
+On a cluster, run each (point, seed) as an array job with --only=INDEX
+(0 .. points*seeds-1) and aggregate afterwards with --aggregate_only.
+"""
+
+import importlib
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from experiments import common
+
+flags.DEFINE_string("workdir", None, "Study directory.", required=True)
+config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+flags.DEFINE_string("experiment", None, "Experiment module under experiments/ (default: the "
+                    "config file's name).")
+flags.DEFINE_integer("seeds", 3, "Number of seeds.")
+flags.DEFINE_integer("first_seed", 0, "Seeds are first_seed, first_seed+1, ...")
+flags.DEFINE_multi_string("sweep", [], "FIELD=V1,V2,...: also sweep a config field (one or "
+                          "two --sweep flags: a grid).")
+flags.DEFINE_integer("only", None, "Train only run number ONLY of the (point, seed) list "
+                     "(cluster array jobs), then stop without aggregating.")
+flags.DEFINE_bool("aggregate_only", False, "Do not train; aggregate what the run "
+                  "directories hold.")
+common.define_distributed_flags()
+FLAGS = flags.FLAGS
+
+
+def _experiment_module(config_path: str | None):
+  name = FLAGS.experiment or os.path.splitext(os.path.basename(config_path or ""))[0]
+  try:
+    module = importlib.import_module(f"experiments.{name}")
+  except ImportError:
+    module = None
+  if module is None or not hasattr(module, "train_and_evaluate"):
+    raise ValueError(f"No experiment {name!r} (experiments/{name}.py with train_and_evaluate); "
+                     "pass --experiment=dcgan|vae|classifier.")
+  return module
+
+
+def _set_field(config, field: str, value) -> None:
+  *parents, leaf = field.split(".")
+  node = config
+  for p in parents:
+    node = node[p]
+  if leaf not in node:
+    raise ValueError(f"--sweep: the config has no field {field!r}.")
+  node[leaf] = value
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  logging.set_verbosity(logging.WARNING)
+  from jaxgan import study
+  try:
+    common.initialize_distributed()
+    sweep = study.parse_sweep(FLAGS.sweep)
+    runs = [(point, seed) for point in study.sweep_points(sweep)
+            for seed in range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds)]
+    if FLAGS.only is not None and not 0 <= FLAGS.only < len(runs):
+      raise ValueError(f"--only={FLAGS.only} is outside 0..{len(runs) - 1}.")
+    if not FLAGS.aggregate_only:
+      if FLAGS.config is None:
+        raise ValueError("--config is required to train (e.g. experiments/configs/dcgan.py).")
+      module = _experiment_module(config_flags.get_config_filename(FLAGS["config"]))
+      todo = runs if FLAGS.only is None else [runs[FLAGS.only]]
+      failed = []
+      for i, (point, seed) in enumerate(todo):
+        config = FLAGS.config.copy_and_resolve_references()
+        with config.unlocked():
+          for field, value in point.items():
+            _set_field(config, field, value)
+          config.seed = seed
+        rundir = study.run_dir(FLAGS.workdir, point, seed)
+        print(f"[{i + 1}/{len(todo)}] {study.point_name(point)} seed {seed}: {rundir}",
+              flush=True)
+        code = common.run_main(module.train_and_evaluate, config, rundir)
+        if code:
+          failed.append(rundir)
+          if code >= 128:  # Stopped by a signal: stop the study too.
+            return code
+      if failed:
+        print(f"error: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
+      if FLAGS.only is not None:
+        return 1 if failed else 0
+    summary = study.aggregate(FLAGS.workdir)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  with open(os.path.join(FLAGS.workdir, "study.md")) as f:
+    print(f.read())
+  print(f"Wrote {FLAGS.workdir}/study.csv, study.md, study.png "
+        f"({sum(1 for _ in summary)} point(s)).")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
