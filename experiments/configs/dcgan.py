@@ -28,6 +28,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.latent_dim = 100
   config.ngf = 64  # Radford architecture widths (image_size 32/64).
   config.ndf = 64
+  # "bfloat16": activations and matmuls in bf16; parameters, optimizer
+  # states, BatchNorm statistics and losses in float32.
+  config.compute_dtype = "float32"
 
   # Optimisation: Adam(2e-4, beta1=0.5) for both networks, as in DCGAN.
   config.batch_size = 64  # Global, over all devices and processes.

@@ -50,6 +50,16 @@ def _apply(model: nn.Module, net: NetState, params, x, *, train: bool, key=None)
   return model.apply(variables, x, train=train, rngs=rngs), net.batch_stats
 
 
+def compute_dtype(config):
+  """config.compute_dtype: "float32" (default) or "bfloat16" (activations and
+  matmuls; parameters, optimizer states, BatchNorm statistics and losses stay
+  float32)."""
+  name = config.get("compute_dtype", "float32")
+  if name not in ("float32", "bfloat16"):
+    raise ValueError(f"config.compute_dtype must be 'float32' or 'bfloat16', got {name!r}.")
+  return jnp.dtype(name)
+
+
 class GANTask:
   """A DCGAN trained with Adam and the non-saturating loss.
 
@@ -64,7 +74,8 @@ class GANTask:
     self.image_shape = tuple(image_shape)
     size, _, channels = self.image_shape
     self.generator, self.discriminator = make_dcgan(
-        size, channels, ngf=config.get("ngf", 64), ndf=config.get("ndf", 64))
+        size, channels, ngf=config.get("ngf", 64), ndf=config.get("ndf", 64),
+        dtype=compute_dtype(config))
     self.latent_dim = config.latent_dim
     self.ema_decay = float(config.get("ema_decay", 0.0))
     if not 0.0 <= self.ema_decay < 1.0:
