@@ -8,6 +8,10 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from jaxgan import xla_flags  # noqa: E402
+
+xla_flags.add_defaults()  # The flags the experiments run with.
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 

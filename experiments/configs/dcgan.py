@@ -33,7 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.compute_dtype = "float32"
 
   # Optimisation: Adam(2e-4, beta1=0.5) for both networks, as in DCGAN.
-  config.batch_size = 64  # Global, over all devices and processes.
+  config.batch_size = 128  # Global, over all devices and processes.
   config.num_train_steps = 3000
   config.learning_rate = 2e-4
   config.beta1 = 0.5
