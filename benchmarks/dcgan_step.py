@@ -23,9 +23,11 @@ floor: a measured float32 matmul peak (2048^3, best of jax and torch).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
+import experiments  # noqa: F401  (adds jaxgan's default XLA flags before JAX starts)
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -215,6 +217,7 @@ def main():
 
   peak = matmul_peak()
   floor = max(peak.values())
+  print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
   print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), "
         f"{jax.device_count()} device(s); f32 matmul peak 2048^3: "
         + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items()))
