@@ -10,15 +10,9 @@ import subprocess
 import sys
 import time
 
-import jax
 import numpy as np
 
-from conftest import compiled
 from experiments.configs.dcgan import get_config
-from jaxgan import sharding
-from jaxgan.checkpoint import Checkpointer
-from jaxgan.data import Data
-from jaxgan.tasks.gan import GANTask
 from jaxgan.writers import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,13 +28,23 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+def _env(num_devices: int) -> dict:
+  """XLA's default CPU kernels, `num_devices` devices. jaxgan's YNNPACK flag
+  is left out: it is not applied by the multi-process CPU client here (the
+  two processes computed exactly what they compute without it), and the test
+  compares like with like."""
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+           if not f.startswith(("--xla_force_host_platform_device_count",
+                                "--xla_cpu_experimental_ynn_fusion_type"))]
+  return dict(os.environ, JAX_PLATFORMS="cpu", JAXGAN_XLA_DEFAULTS="0",
+              XLA_FLAGS=" ".join(flags + [f"--xla_force_host_platform_device_count={num_devices}"]))
+
+
 def _run_two_processes(workdir: str, timeout: float = 420):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-             JAX_PLATFORMS="cpu")
   args = [sys.executable, "-m", "experiments.dcgan", "--workdir", workdir,
           f"--coordinator_address=localhost:{_free_port()}", "--num_processes=2"]
   args += [f"--config.{k}={v}" for k, v in FIELDS.items()]
-  procs = [subprocess.Popen(args + [f"--process_id={i}"], cwd=REPO, env=env,
+  procs = [subprocess.Popen(args + [f"--process_id={i}"], cwd=REPO, env=_env(2),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
            for i in range(2)]
   deadline = time.time() + timeout
@@ -57,6 +61,47 @@ def _run_two_processes(workdir: str, timeout: float = 420):
   return [p.returncode for p in procs], outputs
 
 
+# One process, 4 devices, the same global batches as the two-process run
+# (process p's shard on devices 2p and 2p+1, as there); it also restores the
+# two-process checkpoint, and saves both states' leaves.
+_REFERENCE = """
+import sys
+import jax, numpy as np
+from experiments.configs.dcgan import get_config
+from jaxgan import sharding
+from jaxgan.checkpoint import Checkpointer
+from jaxgan.data import Data
+from jaxgan.tasks.gan import GANTask
+workdir, out, fields = sys.argv[1], sys.argv[2], eval(sys.argv[3])
+config = get_config()
+config.update(fields)
+task = GANTask(config, (28, 28, 1))
+mesh = sharding.make_mesh(jax.devices())
+repl = sharding.replicated(mesh)
+state = jax.jit(task.init_state, out_shardings=repl)(jax.random.PRNGKey(config.seed))
+step = jax.jit(task.train_step, in_shardings=(repl, sharding.data_sharded(mesh)),
+               out_shardings=(repl, repl))
+data = Data(config)
+half = config.batch_size // 2
+streams = [data.train_dataset(half, 0, process_index=p, process_count=2).as_numpy_iterator()
+           for p in range(2)]
+for _ in range(config.num_train_steps):
+  parts = [next(s) for s in streams]
+  batch = {k: np.concatenate([b[k] for b in parts]) for k in parts[0]}
+  state, _ = step(state, sharding.to_global_batch(batch, mesh))
+two = Checkpointer(workdir).restore(state, config.num_train_steps)
+arrays = {}
+for name, s in (("one", state), ("two", two)):
+  arrays[name + "_step"] = np.asarray(s.step)
+  for part, tree in (("moments", (s.g.opt_state, s.d.opt_state)),
+                     ("stats", (s.g.batch_stats, s.d.batch_stats)),
+                     ("params", (s.g.params, s.d.params, s.g_ema))):
+    for i, leaf in enumerate(jax.tree.leaves(jax.device_get(tree))):
+      arrays[f"{name}_{part}_{i}"] = np.asarray(leaf)
+np.savez(out, **arrays)
+"""
+
+
 def test_two_processes_match_one_process_with_four_devices(tmp_path):
   workdir = str(tmp_path / "run")
   codes, outputs = _run_two_processes(workdir)
@@ -70,22 +115,16 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
   assert start["local_device_count"] == 2
   assert os.path.exists(os.path.join(workdir, "samples", f"step_{STEPS:07d}.png"))
 
-  # Reference: one process, 4 devices, the same global batches (process p's
-  # shard on devices 2p and 2p+1, as in the two-process run).
-  config = get_config()
-  config.update(FIELDS)
-  task = GANTask(config, (28, 28, 1))
-  devices = tuple(jax.devices()[:4])
-  mesh, init, step = compiled(task, devices)
-  data = Data(config)
-  streams = [data.train_dataset(BATCH // 2, 0, process_index=p, process_count=2)
-             .as_numpy_iterator() for p in range(2)]
-  state = init(jax.random.PRNGKey(config.seed))
-  for _ in range(STEPS):
-    parts = [next(s) for s in streams]
-    batch = {k: np.concatenate([b[k] for b in parts]) for k in parts[0]}
-    state, _ = step(state, sharding.to_global_batch(batch, mesh))
-  two = Checkpointer(workdir).restore(state, STEPS)
+  out = str(tmp_path / "states.npz")
+  ref = subprocess.run([sys.executable, "-c", _REFERENCE, workdir, out, repr(FIELDS)],
+                       cwd=REPO, env=_env(4), capture_output=True, text=True, timeout=300)
+  assert ref.returncode == 0, ref.stderr[-3000:]
+  arrays = np.load(out)
+
+  def leaves(name, part):
+    return [arrays[k] for k in sorted((k for k in arrays.files
+                                       if k.startswith(f"{name}_{part}_")),
+                                      key=lambda k: int(k.rsplit("_", 1)[1]))]
 
   # Tolerance: all-reduces sum in another order across processes, and the
   # rounding differences grow over the steps. Batch statistics and Adam
@@ -94,19 +133,17 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
   # Adam's update is ~lr * sign(g) early on, so an entry whose gradient is ~0
   # may move the other way: each within 2 * lr per step, and all but 1 in
   # 10^4 within 1e-6.
-  assert int(two.step) == int(state.step) == STEPS
-  for part in ("opt_state", "batch_stats"):
-    for a, b in zip(jax.tree.leaves(jax.device_get((getattr(state.g, part), getattr(state.d, part)))),
-                    jax.tree.leaves(jax.device_get((getattr(two.g, part), getattr(two.d, part))))):
+  assert int(arrays["one_step"]) == int(arrays["two_step"]) == STEPS
+  for part in ("moments", "stats"):
+    for a, b in zip(leaves("one", part), leaves("two", part), strict=True):
       scale = max(float(np.max(np.abs(a))), 1e-8) if np.size(a) else 1.0
       np.testing.assert_allclose(b, a, rtol=0, atol=1e-3 * scale, err_msg=part)
-  one_p = jax.tree.leaves(jax.device_get((state.g.params, state.d.params, state.g_ema)))
-  two_p = jax.tree.leaves(jax.device_get((two.g.params, two.d.params, two.g_ema)))
-  lr = config.learning_rate
+  lr = get_config().learning_rate
+  one_p, two_p = leaves("one", "params"), leaves("two", "params")
   total = sum(a.size for a in one_p)
   off = 0
-  for a, b in zip(one_p, two_p):
-    diff = np.abs(np.asarray(a) - np.asarray(b))
+  for a, b in zip(one_p, two_p, strict=True):
+    diff = np.abs(a - b)
     assert diff.max() <= 2 * lr * STEPS + 1e-6
     off += int(np.sum(diff > 1e-6))
   assert off <= 1e-4 * total, f"{off} of {total} parameters differ by more than 1e-6"
