@@ -30,7 +30,6 @@ import time
 import experiments  # noqa: F401  (adds jaxgan's default XLA flags before JAX starts)
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 CASES = {  # name: (image_size, channels, batch)
     "mnist": (28, 1, 128),
