@@ -50,14 +50,23 @@ def _experiment_module(config_path: str | None):
   return module
 
 
-def _set_field(config, field: str, value) -> None:
-  *parents, leaf = field.split(".")
-  node = config
-  for p in parents:
-    node = node[p]
-  if leaf not in node:
-    raise ValueError(f"--sweep: the config has no field {field!r}.")
-  node[leaf] = value
+def _run_config(point: dict, seed: int):
+  """The base config with a sweep point's values and the seed."""
+  config = FLAGS.config.copy_and_resolve_references()
+  with config.unlocked():
+    for field, value in point.items():
+      *parents, leaf = field.split(".")
+      node = config
+      for p in parents:
+        node = node[p]
+      if leaf not in node:
+        raise ValueError(f"--sweep: the config has no field {field!r}.")
+      try:
+        node[leaf] = value
+      except TypeError as e:
+        raise ValueError(f"--sweep {field}={value!r}: {e}") from None
+    config.seed = seed
+  return config
 
 
 def main(argv):
@@ -77,13 +86,9 @@ def main(argv):
         raise ValueError("--config is required to train (e.g. experiments/configs/dcgan.py).")
       module = _experiment_module(config_flags.get_config_filename(FLAGS["config"]))
       todo = runs if FLAGS.only is None else [runs[FLAGS.only]]
+      configs = [_run_config(point, seed) for point, seed in todo]  # Bad values fail first.
       failed = []
-      for i, (point, seed) in enumerate(todo):
-        config = FLAGS.config.copy_and_resolve_references()
-        with config.unlocked():
-          for field, value in point.items():
-            _set_field(config, field, value)
-          config.seed = seed
+      for i, ((point, seed), config) in enumerate(zip(todo, configs)):
         rundir = study.run_dir(FLAGS.workdir, point, seed)
         print(f"[{i + 1}/{len(todo)}] {study.point_name(point)} seed {seed}: {rundir}",
               flush=True)
@@ -103,7 +108,7 @@ def main(argv):
   with open(os.path.join(FLAGS.workdir, "study.md")) as f:
     print(f.read())
   print(f"Wrote {FLAGS.workdir}/study.csv, study.md, study.png "
-        f"({sum(1 for _ in summary)} point(s)).")
+        f"({len(summary)} point(s)).")
   return 0
 
 

@@ -117,12 +117,8 @@ class ClassifierExtractor:
     self._apply = jax.jit(lambda x: _features_and_probs(task, state, x))
 
   def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    features, probs = [], []
-    for i in range(0, len(images), self.batch_size):
-      f, p = self._apply(fit_images(images[i:i + self.batch_size], self.image_shape))
-      features.append(np.asarray(f))
-      probs.append(np.asarray(p))
-    return np.concatenate(features), np.concatenate(probs)
+    return _in_batches(lambda x: self._apply(fit_images(x, self.image_shape)), images,
+                       self.batch_size)
 
 
 class InceptionExtractor:
@@ -147,12 +143,18 @@ class InceptionExtractor:
     self._apply = jax.jit(lambda x: _inception_outputs(model, variables, x))
 
   def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    features, probs = [], []
-    for i in range(0, len(images), self.batch_size):
-      f, p = self._apply(jnp.asarray(images[i:i + self.batch_size], jnp.float32))
-      features.append(np.asarray(f))
-      probs.append(np.asarray(p))
-    return np.concatenate(features), np.concatenate(probs)
+    return _in_batches(lambda x: self._apply(jnp.asarray(x, jnp.float32)), images,
+                       self.batch_size)
+
+
+def _in_batches(apply, images: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """(features, probabilities) of `images`, `batch_size` at a time."""
+  features, probs = [], []
+  for i in range(0, len(images), batch_size):
+    f, p = apply(images[i:i + batch_size])
+    features.append(np.asarray(f))
+    probs.append(np.asarray(p))
+  return np.concatenate(features), np.concatenate(probs)
 
 
 def _inception_outputs(model, variables, x):

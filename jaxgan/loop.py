@@ -66,16 +66,15 @@ class _StopSignals:
     self.sync_every = sync_every
     self._previous = {}
 
-  def __enter__(self):
+  def install(self) -> None:
     if threading.current_thread() is threading.main_thread():
       for sig in (signal.SIGTERM, signal.SIGINT):
         self._previous[sig] = signal.signal(sig, self._handle)
-    return self
 
-  def __exit__(self, *exc):
+  def restore(self) -> None:
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
-    return False
+    self._previous = {}
 
   def _handle(self, signum, frame):
     if self.received == signal.SIGINT and signum == signal.SIGINT:
@@ -212,7 +211,7 @@ def train_and_evaluate(config, workdir: str,
     t_start = time.time()
     t_last, timed_steps = None, 0
     eval_every = config.get("eval_every_steps", 0)
-    signals.__enter__()
+    signals.install()
     for step in range(start_step + 1, num_steps + 1):
       state, metrics = train_step(state, next(batches))
       history.append(metrics)
@@ -283,7 +282,7 @@ def train_and_evaluate(config, workdir: str,
     writer.flush()
     return TrainResult(state, start_step, num_steps, last_metrics)
   finally:
-    signals.__exit__()
+    signals.restore()
     if batches is not None:
       batches.close()  # Stops the prefetch thread.
     if progress is not None:
