@@ -72,6 +72,8 @@ def test_unreadable_checkpoint_is_skipped_for_the_previous_good_one(tmp_path):
   ckpt.close()
 
   # Nothing restores (here: a different state structure): an error, nothing moved.
+  ckpt = Checkpointer(str(tmp_path))
   with pytest.raises(ValueError, match="No checkpoint .* can be restored"):
-    Checkpointer(str(tmp_path)).restore_latest_good({"other": jnp.zeros(3)})
+    ckpt.restore_latest_good({"other": jnp.zeros(3)})
+  ckpt.close()
   assert sorted(os.listdir(tmp_path / "checkpoints"))[:2] == ["2", "4"]

@@ -69,7 +69,6 @@ def _run_two_processes(workdir: str, timeout: float = 420):
 _REFERENCE = """
 import sys
 import jax, numpy as np
-from conftest import assert_adam_states_close
 from experiments.configs.dcgan import get_config
 from jaxgan import sharding
 from jaxgan.checkpoint import Checkpointer
