@@ -1,4 +1,5 @@
-"""The fast transposed convolution computes exactly flax.linen.ConvTranspose."""
+"""The fast layers compute exactly what flax.linen.ConvTranspose and
+flax.linen.Conv compute, gradients included."""
 
 import re
 
@@ -8,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgan.models.layers import ConvTranspose
+from jaxgan.models.layers import Conv, ConvTranspose, Dropout, hash_bits
 
 CASES = [
     # input shape, kernel, strides, padding
@@ -24,11 +25,27 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("shape,kernel,strides,padding", CASES)
-def test_matches_flax_values_and_gradients(shape, kernel, strides, padding):
+CONV_CASES = [
+    # input shape, kernel, strides, padding
+    ((2, 28, 28, 1), (5, 5), (2, 2), "SAME"),          # MNIST discriminator
+    ((2, 14, 14, 6), (5, 5), (2, 2), "SAME"),
+    ((2, 16, 16, 3), (4, 4), (2, 2), ((1, 1), (1, 1))),  # Radford: PyTorch k=4, s=2, p=1
+    ((2, 4, 4, 5), (4, 4), (1, 1), "VALID"),           # Radford: 4x4 -> 1x1
+    ((2, 7, 6, 3), (3, 4), (2, 3), "VALID"),           # unequal strides, unused last rows
+    ((2, 9, 8, 2), (3, 2), (2, 2), ((0, 2), (1, 0))),  # asymmetric explicit padding
+    ((2, 8, 8, 3), (1, 1), (2, 2), "SAME"),            # ResNet shortcut: 1x1, stride 2
+    ((2, 10, 10, 2), (3, 3), (3, 3), "SAME"),          # stride > kernel - 1
+    ((1, 11, 4), (3,), (2,), "SAME"),                  # 1-D
+]
+
+
+@pytest.mark.parametrize("layer,reference,shape,kernel,strides,padding",
+                         [(ConvTranspose, nn.ConvTranspose) + c for c in CASES]
+                         + [(Conv, nn.Conv) + c for c in CONV_CASES])
+def test_matches_flax_values_and_gradients(layer, reference, shape, kernel, strides, padding):
   x = jax.random.normal(jax.random.key(0), shape)
-  ref = nn.ConvTranspose(4, kernel, strides, padding=padding)
-  fast = ConvTranspose(4, kernel, strides, padding=padding)
+  ref = reference(4, kernel, strides, padding=padding)
+  fast = layer(4, kernel, strides, padding=padding)
   variables = ref.init(jax.random.key(1), x)
   # Same parameter names and shapes: checkpoints are interchangeable.
   assert (jax.tree.map(jnp.shape, fast.init(jax.random.key(1), x)) ==
@@ -51,19 +68,23 @@ def test_matches_flax_values_and_gradients(shape, kernel, strides, padding):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
 
 
-def test_uses_no_input_dilated_convolution():
-  """The point of the layer: no lhs-dilated (transposed) convolution in the
+@pytest.mark.parametrize("layer,reference,shape", [
+    (ConvTranspose, nn.ConvTranspose, (2, 7, 7, 8)),
+    (Conv, nn.Conv, (2, 14, 14, 8)),
+])
+def test_uses_no_input_dilated_convolution(layer, reference, shape):
+  """The point of the layers: no lhs-dilated (transposed) convolution in the
   forward pass or the gradients, which XLA runs slowly on CPU."""
-  x = jnp.ones((2, 7, 7, 8))
-  layer = ConvTranspose(4, (5, 5), (2, 2))
-  variables = layer.init(jax.random.key(0), x)
-  f = lambda v, x: jnp.sum(layer.apply(v, x) ** 2)
+  x = jnp.ones(shape)
+  fast = layer(4, (5, 5), (2, 2))
+  variables = fast.init(jax.random.key(0), x)
+  f = lambda v, x: jnp.sum(fast.apply(v, x) ** 2)
   hlo = jax.jit(jax.grad(f, argnums=(0, 1))).lower(variables, x).as_text()
   assert "convolution" in hlo
   assert _input_dilations(hlo) <= {1}, hlo
   # While the reference does use one.
-  ref = nn.ConvTranspose(4, (5, 5), (2, 2))
-  ref_hlo = jax.jit(jax.grad(lambda v, x: jnp.sum(ref.apply(v, x) ** 2))).lower(
+  ref = reference(4, (5, 5), (2, 2))
+  ref_hlo = jax.jit(jax.grad(lambda v, x: jnp.sum(ref.apply(v, x) ** 2), argnums=(0, 1))).lower(
       variables, x).as_text()
   assert 2 in _input_dilations(ref_hlo)
 
@@ -74,7 +95,67 @@ def _input_dilations(hlo: str) -> set[int]:
           for d in group.split(",")}
 
 
-def test_rejects_unsupported_padding():
+@pytest.mark.parametrize("layer", [ConvTranspose, Conv])
+def test_rejects_unsupported_padding(layer):
   with pytest.raises(ValueError, match="CIRCULAR"):
-    ConvTranspose(4, (3, 3), (2, 2), padding="CIRCULAR").init(jax.random.key(0),
+    layer(4, (3, 3), (2, 2), padding="CIRCULAR").init(jax.random.key(0),
                                                              jnp.ones((1, 4, 4, 2)))
+
+
+# -- Dropout with hash_bits masks ------------------------------------------------
+
+def test_hash_bits_are_uniform_and_independent():
+  shape = (64, 32, 32, 4)  # 262,144 elements
+  a = np.asarray(hash_bits(jax.random.key(0), shape), np.uint64)
+  b = np.asarray(hash_bits(jax.random.key(1), shape), np.uint64)
+  n = a.size
+  # Every bit position is a fair coin (5 sigma of a binomial).
+  ones = np.stack([(a >> i) & 1 for i in range(32)]).reshape(32, -1).mean(axis=1)
+  assert np.all(np.abs(ones - 0.5) < 5 * 0.5 / np.sqrt(n)), ones
+  # Uniform over 16 bins (chi-square, 15 dof: 99.99th percentile ~ 44).
+  counts = np.bincount((a >> 28).ravel().astype(np.int64), minlength=16)
+  assert np.sum((counts - n / 16) ** 2 / (n / 16)) < 44
+  # No correlation between keys, or between neighbours along any axis.
+  u, v = a / 2.0 ** 32 - 0.5, b / 2.0 ** 32 - 0.5
+  corr = lambda p, q: np.corrcoef(p.ravel(), q.ravel())[0, 1]
+  bound = 5 / np.sqrt(n // 2)
+  assert abs(corr(u, v)) < bound
+  for axis in range(4):
+    lo = np.take(u, range(u.shape[axis] - 1), axis=axis)
+    hi = np.take(u, range(1, u.shape[axis]), axis=axis)
+    assert abs(corr(lo, hi)) < bound, axis
+  # Keys that differ by one step of fold_in give unrelated bits.
+  c = np.asarray(hash_bits(jax.random.fold_in(jax.random.key(0), 1), shape), np.uint64)
+  assert abs(corr(u, c / 2.0 ** 32 - 0.5)) < bound
+  assert np.mean(a == c) < 1e-3
+
+
+def test_hash_bits_do_not_depend_on_sharding(num_devices):
+  from jaxgan import sharding
+  mesh = sharding.make_mesh(jax.devices())
+  f = lambda k: hash_bits(k, (16, 6, 6, 3))
+  sharded = jax.jit(f, out_shardings=sharding.data_sharded(mesh))(jax.random.key(3))
+  assert len(sharded.sharding.device_set) == num_devices
+  np.testing.assert_array_equal(np.asarray(sharded), np.asarray(jax.jit(f)(jax.random.key(3))))
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.3, 0.5, 1.0])
+def test_dropout_matches_flax_semantics(rate):
+  x = jax.random.normal(jax.random.key(0), (32, 16, 16, 8)) + 3.0  # no zeros in x
+  layer = Dropout(rate)
+  y = layer.apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+  np.testing.assert_array_equal(layer.apply({}, x, deterministic=True), x)
+  kept = np.asarray(y) != 0
+  if rate == 1.0:
+    assert not kept.any()
+    return
+  # Kept entries are scaled by 1/keep, as flax.linen.Dropout does.
+  np.testing.assert_allclose(np.asarray(y)[kept], np.asarray(x)[kept] / (1 - rate), rtol=1e-6)
+  keep, n = 1 - rate, x.size
+  assert abs(kept.mean() - keep) < 5 * np.sqrt(keep * (1 - keep) / n) + 1e-12
+  # Another key, another mask; the same key, the same mask.
+  y2 = layer.apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(2)})
+  y1 = layer.apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+  np.testing.assert_array_equal(y1, y)
+  if rate > 0:
+    assert not np.array_equal(y2, y)

@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgan.models.layers import ConvTranspose
+from jaxgan.models.layers import Conv, ConvTranspose, Dropout
 
 _dcgan_init = nn.initializers.normal(0.02)
 
@@ -58,8 +58,8 @@ class MnistDiscriminator(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     act = lambda x: nn.leaky_relu(x, self.negative_slope)
     for features in (64, 128):
-      x = nn.Conv(features, (5, 5), (2, 2), padding="SAME", dtype=self.dtype)(x)
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(act(x))
+      x = Conv(features, (5, 5), (2, 2), padding="SAME", dtype=self.dtype)(x)
+      x = Dropout(self.dropout_rate, deterministic=not train)(act(x))
     x = x.reshape(x.shape[0], -1)
     return nn.Dense(1, dtype=self.dtype)(x)[:, 0].astype(jnp.float32)
 
@@ -105,8 +105,8 @@ class Discriminator(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     n = _num_doublings(self.image_size)
-    conv = lambda f, s, p: nn.Conv(f, (4, 4), (s, s), padding=((p, p), (p, p)), use_bias=False,
-                                   kernel_init=_dcgan_init, dtype=self.dtype)
+    conv = lambda f, s, p: Conv(f, (4, 4), (s, s), padding=((p, p), (p, p)), use_bias=False,
+                                kernel_init=_dcgan_init, dtype=self.dtype)
     x = nn.leaky_relu(conv(self.base_features, 2, 1)(x), 0.2)
     for i in range(1, n):
       x = conv(self.base_features * 2 ** i, 2, 1)(x)
