@@ -1,12 +1,22 @@
 """Every test runs with 8 simulated CPU devices, so multi-device code paths are
 exercised everywhere (a 1-device mesh is still available as jax.devices()[:1])."""
 
+import atexit
 import functools
 import os
+import shutil
+import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# One persistent compilation cache for the session (subprocesses inherit it
+# through the environment): many tests compile the same small programs again,
+# in new tasks or new processes, and on 2 cores compiling is most of their time.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxgan-tests-jit-")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 
 from jaxgan import xla_flags  # noqa: E402
 
