@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgan.models.layers import Conv, ConvTranspose, Dropout, hash_bits
+from jaxgan.models.layers import BatchNorm, Conv, ConvTranspose, Dropout, hash_bits
 
 CASES = [
     # input shape, kernel, strides, padding
@@ -159,3 +159,49 @@ def test_dropout_matches_flax_semantics(rate):
   np.testing.assert_array_equal(y1, y)
   if rate > 0:
     assert not np.array_equal(y2, y)
+
+
+# -- BatchNorm with its reductions as matrix products -----------------------------
+
+@pytest.mark.parametrize("shape,kwargs", [
+    ((16, 12), dict(momentum=0.9)),
+    ((8, 5, 5, 6), dict(momentum=0.9, epsilon=1e-5,
+                        scale_init=nn.initializers.normal(1.0))),
+    ((4, 3, 3, 5), dict(use_bias=False)),
+])
+def test_batch_norm_matches_flax(shape, kwargs):
+  x = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), shape)
+  ref, fast = nn.BatchNorm(**kwargs), BatchNorm(**kwargs)
+  variables = ref.init(jax.random.key(1), x, use_running_average=False)
+  assert (jax.tree.map(jnp.shape, fast.init(jax.random.key(1), x, use_running_average=False))
+          == jax.tree.map(jnp.shape, variables))
+  cot = jax.random.normal(jax.random.key(2), shape)
+
+  def train(module, params, x):
+    y, updates = module.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,
+                              use_running_average=False, mutable=["batch_stats"])
+    return jnp.sum(y * cot), (y, updates["batch_stats"])
+
+  with jax.default_matmul_precision("highest"):
+    results = [jax.jit(jax.grad(lambda p, x, m=m: train(m, p, x), argnums=(0, 1),
+                                has_aux=True))(variables["params"], x) for m in (ref, fast)]
+  (g_ref, (y_ref, stats_ref)), (g_fast, (y_fast, stats_fast)) = results
+  np.testing.assert_allclose(y_fast, y_ref, rtol=1e-5, atol=1e-5)
+  for a, b in zip(jax.tree.leaves(stats_fast), jax.tree.leaves(stats_ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  # Evaluation mode uses the running averages.
+  new = {"params": variables["params"], "batch_stats": stats_ref}
+  np.testing.assert_allclose(fast.apply(new, x, use_running_average=True),
+                             ref.apply(new, x, use_running_average=True), rtol=1e-5, atol=1e-5)
+
+
+def test_batch_norm_has_no_reduce_window():
+  x = jnp.ones((128, 14, 14, 64))
+  bn = BatchNorm(momentum=0.9)
+  variables = bn.init(jax.random.key(0), x, use_running_average=False)
+  f = lambda p, x: jnp.sum(bn.apply({"params": p, "batch_stats": variables["batch_stats"]}, x,
+                                    use_running_average=False, mutable=["batch_stats"])[0] ** 2)
+  hlo = jax.jit(jax.grad(f, argnums=(0, 1))).lower(variables["params"], x).compile().as_text()
+  assert "reduce-window" not in hlo

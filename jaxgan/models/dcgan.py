@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgan.models.layers import Conv, ConvTranspose, Dropout
+from jaxgan.models.layers import BatchNorm, Conv, ConvTranspose, Dropout
 
 _dcgan_init = nn.initializers.normal(0.02)
 
@@ -38,7 +38,7 @@ class MnistGenerator(nn.Module):
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
-    bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)
+    bn = lambda: BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)
     act = lambda x: nn.leaky_relu(x, self.negative_slope)
     x = nn.Dense(7 * 7 * 256, use_bias=False, dtype=self.dtype)(z)
     x = act(bn()(x)).reshape(z.shape[0], 7, 7, 256)
@@ -82,7 +82,7 @@ class Generator(nn.Module):
   @nn.compact
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
     n = _num_doublings(self.image_size)
-    bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+    bn = lambda: BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                               scale_init=_bn_scale_init, dtype=self.dtype)
     up = lambda f, s, p: ConvTranspose(f, (4, 4), (s, s), padding=((p, p), (p, p)),
                                        use_bias=False, kernel_init=_dcgan_init, dtype=self.dtype)
@@ -110,7 +110,7 @@ class Discriminator(nn.Module):
     x = nn.leaky_relu(conv(self.base_features, 2, 1)(x), 0.2)
     for i in range(1, n):
       x = conv(self.base_features * 2 ** i, 2, 1)(x)
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+      x = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                        scale_init=_bn_scale_init, dtype=self.dtype)(x)
       x = nn.leaky_relu(x, 0.2)
     x = conv(1, 1, 0)(x)  # 4x4 -> 1x1
