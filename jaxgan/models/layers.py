@@ -18,6 +18,11 @@ both forms side by side.
 and kernel gradient are fast in XLA, but its input gradient is a transposed
 convolution, so `Conv` computes that gradient with the phase form above (a
 custom VJP) and keeps XLA's for the rest.
+
+`BatchNorm` and `Dropout` are drop-ins for flax's with the CPU's two other
+slow paths removed: large reductions (written as matrix products) and
+threefry random bits (replaced by a keyed integer hash for the masks). Each
+section below says what it measured.
 """
 
 from __future__ import annotations
