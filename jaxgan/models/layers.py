@@ -150,13 +150,9 @@ def conv_transpose_phase(x: jax.Array, kernel: jax.Array, strides: Sequence[int]
   return y
 
 
-class ConvTranspose(nn.Module):
-  """Same parameters and function as `flax.linen.ConvTranspose`, fast on CPU.
-
-  Supports `padding` 'SAME', 'VALID' or explicit (low, high) pairs, no kernel
-  dilation, mask or `transpose_kernel` (they raise). Inputs are channels last
-  with one leading batch axis.
-  """
+class _ConvBase(nn.Module):
+  """The fields, checks and parameters (flax's names and shapes) that
+  `ConvTranspose` and `Conv` share."""
   features: int
   kernel_size: Sequence[int]
   strides: Sequence[int] | None = None
@@ -168,33 +164,44 @@ class ConvTranspose(nn.Module):
   kernel_init: Any = nn.initializers.lecun_normal()
   bias_init: Any = nn.initializers.zeros_init()
 
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def _operands(self, x: jax.Array):
+    """(x, kernel, bias or None, strides), promoted to `dtype`."""
+    name = type(self).__name__
     kernel_size = tuple(self.kernel_size)
     nd = len(kernel_size)
     if x.ndim != nd + 2:
-      raise ValueError(f"ConvTranspose expects inputs [batch, {nd} spatial, "
-                       f"channels], got shape {x.shape}.")
+      raise ValueError(f"{name} expects inputs [batch, {nd} spatial, channels], "
+                       f"got shape {x.shape}.")
+    if isinstance(self.padding, str) and self.padding not in ("SAME", "VALID"):
+      raise ValueError(f"{name} padding {self.padding!r} is not supported; "
+                       "use 'SAME', 'VALID' or (low, high) pairs.")
     strides = tuple(self.strides) if self.strides is not None else (1,) * nd
-    padding = self.padding
-    if isinstance(padding, str):
-      if padding not in ("SAME", "VALID"):
-        raise ValueError(f"ConvTranspose padding {padding!r} is not supported; "
-                         "use 'SAME', 'VALID' or (low, high) pairs.")
     kernel = self.param("kernel", self.kernel_init,
                         kernel_size + (x.shape[-1], self.features), self.param_dtype)
     bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
             if self.use_bias else None)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    return x, kernel, bias, strides
+
+
+class ConvTranspose(_ConvBase):
+  """Same parameters and function as `flax.linen.ConvTranspose`, fast on CPU.
+
+  Supports `padding` 'SAME', 'VALID' or explicit (low, high) pairs, no kernel
+  dilation, mask or `transpose_kernel`. Inputs are channels last with one
+  leading batch axis.
+  """
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x, kernel, bias, strides = self._operands(x)
     if all(st == 1 for st in strides):
       # Stride 1 has no input dilation: XLA's own path is a plain convolution
       # (and measured faster than the phase form's gather and pad).
-      y = jax.lax.conv_transpose(x, kernel, strides, padding, precision=self.precision)
+      y = jax.lax.conv_transpose(x, kernel, strides, self.padding, precision=self.precision)
     else:
-      y = conv_transpose_phase(x, kernel, strides, padding, self.precision)
-    if bias is not None:
-      y = add_bias(y, bias)
-    return y
+      y = conv_transpose_phase(x, kernel, strides, self.padding, self.precision)
+    return y if bias is None else add_bias(y, bias)
 
 
 # -- strided convolution with a fast input gradient ----------------------------
@@ -258,45 +265,20 @@ def conv_strided(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   return _conv_strided(x, kernel, strides, pads, precision)
 
 
-class Conv(nn.Module):
-  """Same parameters and function as `flax.linen.Conv`, with fast gradients
-  for strides > 1 on CPU (see `conv_strided`).
+class Conv(_ConvBase):
+  """Same parameters and function as `flax.linen.Conv`, with a fast input
+  gradient for strides > 1 on CPU (see `conv_strided`).
 
   Supports `padding` 'SAME', 'VALID' or explicit (low, high) pairs, no input or
   kernel dilation, feature groups or mask. Inputs are channels last with one
   leading batch axis.
   """
-  features: int
-  kernel_size: Sequence[int]
-  strides: Sequence[int] | None = None
-  padding: Padding = "SAME"
-  use_bias: bool = True
-  dtype: Any = None
-  param_dtype: Any = jnp.float32
-  precision: Any = None
-  kernel_init: Any = nn.initializers.lecun_normal()
-  bias_init: Any = nn.initializers.zeros_init()
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    kernel_size = tuple(self.kernel_size)
-    nd = len(kernel_size)
-    if x.ndim != nd + 2:
-      raise ValueError(f"Conv expects inputs [batch, {nd} spatial, channels], "
-                       f"got shape {x.shape}.")
-    if isinstance(self.padding, str) and self.padding not in ("SAME", "VALID"):
-      raise ValueError(f"Conv padding {self.padding!r} is not supported; "
-                       "use 'SAME', 'VALID' or (low, high) pairs.")
-    strides = tuple(self.strides) if self.strides is not None else (1,) * nd
-    kernel = self.param("kernel", self.kernel_init,
-                        kernel_size + (x.shape[-1], self.features), self.param_dtype)
-    bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-            if self.use_bias else None)
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    x, kernel, bias, strides = self._operands(x)
     y = conv_strided(x, kernel, strides, self.padding, self.precision)
-    if bias is not None:
-      y = add_bias(y, bias)
-    return y
+    return y if bias is None else add_bias(y, bias)
 
 
 # -- dropout with cheap mask bits ----------------------------------------------
