@@ -83,7 +83,7 @@ class Generator(nn.Module):
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
     n = _num_doublings(self.image_size)
     bn = lambda: BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                              scale_init=_bn_scale_init, dtype=self.dtype)
+                           scale_init=_bn_scale_init, dtype=self.dtype)
     up = lambda f, s, p: ConvTranspose(f, (4, 4), (s, s), padding=((p, p), (p, p)),
                                        use_bias=False, kernel_init=_dcgan_init, dtype=self.dtype)
     x = z.reshape(z.shape[0], 1, 1, z.shape[-1])
@@ -111,7 +111,7 @@ class Discriminator(nn.Module):
     for i in range(1, n):
       x = conv(self.base_features * 2 ** i, 2, 1)(x)
       x = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                       scale_init=_bn_scale_init, dtype=self.dtype)(x)
+                    scale_init=_bn_scale_init, dtype=self.dtype)(x)
       x = nn.leaky_relu(x, 0.2)
     x = conv(1, 1, 0)(x)  # 4x4 -> 1x1
     return x.reshape(x.shape[0]).astype(jnp.float32)
