@@ -176,8 +176,11 @@ def train_and_evaluate(config, workdir: str,
     os.replace(os.path.join(workdir, "config.json.tmp"), os.path.join(workdir, "config.json"))
 
   repl, batch_sharding = sharding.replicated(mesh), sharding.data_sharded(mesh)
-  init_fn = jax.jit(task.init_state, out_shardings=repl)
-  state = init_fn(jax.random.PRNGKey(config.seed))
+  init_key = jax.random.PRNGKey(config.seed)
+  # The state's structure, shapes and shardings, for a restore: the
+  # initialisation is compiled and run only when there is nothing to resume.
+  abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
+                                jax.eval_shape(task.init_state, init_key))
 
   best = (BestCheckpoint(workdir, config.best_metric, config.get("best_mode", "min"))
           if config.get("best_metric") else None)
@@ -185,7 +188,9 @@ def train_and_evaluate(config, workdir: str,
   progress = batches = None
   signals = _StopSignals()
   try:
-    state, _ = ckpt.restore_latest_good(state)
+    state, restored_step = ckpt.restore_latest_good(abstract_state)
+    if restored_step is None:
+      state = jax.jit(task.init_state, out_shardings=repl)(init_key)
     start_step = int(jax.device_get(state.step))
     provenance.record_start(workdir, config, start_step)
     writer.drop_metrics_after(start_step)  # Steps logged after the checkpoint rerun.

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import random_init
 from experiments import classifier
 from experiments.configs.classifier import get_config
 from jaxgan.checkpoint import Checkpointer
@@ -22,8 +23,9 @@ from jaxgan.writers import read_metrics
 def test_shapes(name):
   model = make_classifier(name, 10)
   x = jnp.zeros((2, 32, 32, 3))
-  variables = model.init(jax.random.PRNGKey(0), x, train=False)
-  logits, features = model.apply(variables, x, train=False, return_features=True)
+  variables = random_init(model, x, train=False)
+  logits, features = jax.jit(lambda v, x: model.apply(v, x, train=False, return_features=True))(
+      variables, x)
   assert logits.shape == (2, 10) and features.ndim == 2 and features.shape[0] == 2
   if name.startswith("resnet"):
     assert "batch_stats" in variables

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import normal, random_init
 from jaxgan.models.layers import BatchNorm, Conv, ConvTranspose, Dropout, hash_bits
 
 CASES = [
@@ -43,15 +44,15 @@ CONV_CASES = [
                          [(ConvTranspose, nn.ConvTranspose) + c for c in CASES]
                          + [(Conv, nn.Conv) + c for c in CONV_CASES])
 def test_matches_flax_values_and_gradients(layer, reference, shape, kernel, strides, padding):
-  x = jax.random.normal(jax.random.key(0), shape)
+  x = normal(shape)
   ref = reference(4, kernel, strides, padding=padding)
   fast = layer(4, kernel, strides, padding=padding)
-  variables = ref.init(jax.random.key(1), x)
+  variables = random_init(ref, x, seed=1)
   # Same parameter names and shapes: checkpoints are interchangeable.
-  assert (jax.tree.map(jnp.shape, fast.init(jax.random.key(1), x)) ==
+  assert (jax.tree.map(jnp.shape, jax.eval_shape(fast.init, jax.random.key(1), x)) ==
           jax.tree.map(jnp.shape, variables))
   # A random cotangent, so every output position's gradient is checked.
-  cot = jax.random.normal(jax.random.key(2), ref.apply(variables, x).shape)
+  cot = normal(jax.eval_shape(ref.apply, variables, x).shape, seed=2)
 
   def outputs_and_grads(module, v, x):
     loss = lambda v, x: jnp.sum(module.apply(v, x) * cot)
@@ -77,7 +78,7 @@ def test_uses_no_input_dilated_convolution(layer, reference, shape):
   forward pass or the gradients, which XLA runs slowly on CPU."""
   x = jnp.ones(shape)
   fast = layer(4, (5, 5), (2, 2))
-  variables = fast.init(jax.random.key(0), x)
+  variables = jax.eval_shape(fast.init, jax.random.key(0), x)
   f = lambda v, x: jnp.sum(fast.apply(v, x) ** 2)
   hlo = jax.jit(jax.grad(f, argnums=(0, 1))).lower(variables, x).as_text()
   assert "convolution" in hlo
@@ -98,8 +99,8 @@ def _input_dilations(hlo: str) -> set[int]:
 @pytest.mark.parametrize("layer", [ConvTranspose, Conv])
 def test_rejects_unsupported_padding(layer):
   with pytest.raises(ValueError, match="CIRCULAR"):
-    layer(4, (3, 3), (2, 2), padding="CIRCULAR").init(jax.random.key(0),
-                                                             jnp.ones((1, 4, 4, 2)))
+    jax.eval_shape(layer(4, (3, 3), (2, 2), padding="CIRCULAR").init, jax.random.key(0),
+                   jnp.ones((1, 4, 4, 2)))
 
 
 # -- Dropout with hash_bits masks ------------------------------------------------
@@ -141,7 +142,7 @@ def test_hash_bits_do_not_depend_on_sharding(num_devices):
 
 @pytest.mark.parametrize("rate", [0.0, 0.3, 0.5, 1.0])
 def test_dropout_matches_flax_semantics(rate):
-  x = jax.random.normal(jax.random.key(0), (32, 16, 16, 8)) + 3.0  # no zeros in x
+  x = normal((32, 16, 16, 8), loc=3.0)  # no zeros in x
   layer = Dropout(rate)
   y = layer.apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
   np.testing.assert_array_equal(layer.apply({}, x, deterministic=True), x)
@@ -165,17 +166,17 @@ def test_dropout_matches_flax_semantics(rate):
 
 @pytest.mark.parametrize("shape,kwargs", [
     ((16, 12), dict(momentum=0.9)),
-    ((8, 5, 5, 6), dict(momentum=0.9, epsilon=1e-5,
-                        scale_init=nn.initializers.normal(1.0))),
+    ((8, 5, 5, 6), dict(momentum=0.9, epsilon=1e-5)),
     ((4, 3, 3, 5), dict(use_bias=False)),
 ])
 def test_batch_norm_matches_flax(shape, kwargs):
-  x = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), shape)
+  x = normal(shape, loc=3.0, scale=2.0)
   ref, fast = nn.BatchNorm(**kwargs), BatchNorm(**kwargs)
-  variables = ref.init(jax.random.key(1), x, use_running_average=False)
-  assert (jax.tree.map(jnp.shape, fast.init(jax.random.key(1), x, use_running_average=False))
+  variables = random_init(ref, x, use_running_average=False, seed=1)
+  assert (jax.tree.map(jnp.shape, jax.eval_shape(
+      lambda: fast.init(jax.random.key(1), x, use_running_average=False)))
           == jax.tree.map(jnp.shape, variables))
-  cot = jax.random.normal(jax.random.key(2), shape)
+  cot = normal(shape, seed=2)
 
   def train(module, params, x):
     y, updates = module.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,
@@ -200,7 +201,7 @@ def test_batch_norm_matches_flax(shape, kwargs):
 def test_batch_norm_has_no_reduce_window():
   x = jnp.ones((128, 14, 14, 64))
   bn = BatchNorm(momentum=0.9)
-  variables = bn.init(jax.random.key(0), x, use_running_average=False)
+  variables = random_init(bn, x, use_running_average=False)
   f = lambda p, x: jnp.sum(bn.apply({"params": p, "batch_stats": variables["batch_stats"]}, x,
                                     use_running_average=False, mutable=["batch_stats"])[0] ** 2)
   hlo = jax.jit(jax.grad(f, argnums=(0, 1))).lower(variables["params"], x).compile().as_text()

@@ -109,7 +109,7 @@ def test_vae_run_directory_and_resume(tmp_path):
   config.update(dict(dataset="digits", batch_size=16, num_train_steps=4, log_every_steps=2,
                      sample_every_steps=4, checkpoint_every_steps=2, eval_every_steps=4,
                      eval_split="test[:20]", num_sample_images=16, num_importance_samples=8,
-                     latent_dim=8, base_features=8))
+                     latent_dim=8, model="mlp"))  # the conv VAE trains in test_vae
   workdir = str(tmp_path / "vae")
   result = vae.train_and_evaluate(config, workdir)
   assert (result.start_step, result.step) == (0, 4)

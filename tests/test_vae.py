@@ -14,7 +14,7 @@ from jaxgan.models.vae import conv_plan, make_vae
 from jaxgan.tasks import vae as vae_task
 from jaxgan.tasks.vae import VAETask
 
-from conftest import assert_adam_states_close, compiled
+from conftest import assert_adam_states_close, compiled, random_init
 
 
 def test_bernoulli_and_kl_match_a_hand_computed_case():
@@ -155,8 +155,9 @@ def test_model_shapes(model, shape, likelihood):
   out_c = likelihoods.decoder_channels(likelihood, shape[-1])
   vae = make_vae(model, shape, latent_dim=16, out_channels=out_c, base_features=8)
   x = jnp.zeros((2, *shape))
-  variables = vae.init(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))
-  out, mean, logvar, z = vae.apply(variables, x, jax.random.PRNGKey(2), train=True)
+  variables = random_init(vae, x, jax.random.PRNGKey(1))
+  out, mean, logvar, z = jax.jit(lambda v, x: vae.apply(v, x, jax.random.PRNGKey(2), train=True))(
+      variables, x)
   assert out.shape == (2, *shape[:2], out_c)
   assert mean.shape == logvar.shape == z.shape == (2, 16)
   target = jnp.full(x.shape, 0.5) if likelihood == "bernoulli" else x
