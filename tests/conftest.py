@@ -36,13 +36,20 @@ def num_devices():
 
 
 @functools.cache
+def _init_on_one_device(task):
+  return jax.jit(task.init_state)
+
+
+@functools.cache
 def compiled(task, devices: tuple):
-  """(mesh, init, step) for `task` on `devices`: the loop's jit shardings
-  (state replicated and donated, batch split over the mesh), compiled once."""
+  """(mesh, init, step) for `task` on `devices`, each compiled once: `step`
+  with the loop's jit shardings (state replicated and donated, batch split
+  over the mesh); `init` computes the state on one device (one compilation
+  per task, whatever the meshes) and replicates a copy over the mesh."""
   from jaxgan import sharding
   mesh = sharding.make_mesh(list(devices))
   repl = sharding.replicated(mesh)
-  init = jax.jit(task.init_state, out_shardings=repl)
+  init = lambda key: jax.device_put(jax.device_get(_init_on_one_device(task)(key)), repl)
   step = jax.jit(task.train_step, in_shardings=(repl, sharding.data_sharded(mesh)),
                  out_shardings=(repl, repl), donate_argnums=0)
   return mesh, init, step

@@ -116,10 +116,10 @@ def test_train_evaluate_report_and_resume(tmp_path):
 
 def test_eval_step_counts_only_real_examples():
   task = ClassifierTask(_config(), (28, 28, 1), 10)
-  state = task.init_state(jax.random.PRNGKey(0))
+  state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
   batch = {"image": jnp.zeros((6, 28, 28, 1)), "label": jnp.array([0, 1, 2, 3, 0, 0]),
            "mask": jnp.array([1, 1, 1, 1, 0, 0], jnp.float32)}
-  sums = jax.device_get(task.eval_step(state, batch, jnp.int32(0)))
+  sums = jax.device_get(jax.jit(task.eval_step)(state, batch, jnp.int32(0)))
   assert sums["count"] == 4 and sums["confusion"].sum() == 4
   np.testing.assert_array_equal(sums["confusion"].sum(axis=1)[:4], [1, 1, 1, 1])
 
