@@ -35,6 +35,14 @@ def num_devices():
   return n
 
 
+def env_with_devices(num_devices: int) -> dict:
+  """This environment for a subprocess, with `num_devices` simulated CPU devices."""
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+           if not f.startswith("--xla_force_host_platform_device_count")]
+  return dict(os.environ, XLA_FLAGS=" ".join(
+      flags + [f"--xla_force_host_platform_device_count={num_devices}"]))
+
+
 @functools.cache
 def _init_on_one_device(task):
   return jax.jit(task.init_state)

@@ -3,6 +3,7 @@
 import jax
 import numpy as np
 
+from conftest import compiled
 from experiments.configs.dcgan import get_config
 from jaxgan import sharding
 from jaxgan.checkpoint import Checkpointer
@@ -13,11 +14,9 @@ def test_round_trip_is_exact_and_keeps_sharding(tmp_path):
   config = get_config()
   config.batch_size = 16
   task = GANTask(config, (28, 28, 1))
-  mesh = sharding.make_mesh()
+  mesh, init, step = compiled(task, tuple(jax.devices()))  # the loop's shardings
   repl = sharding.replicated(mesh)
-  state = jax.jit(task.init_state, out_shardings=repl)(jax.random.PRNGKey(0))
-  step = jax.jit(task.train_step, in_shardings=(repl, sharding.data_sharded(mesh)),
-                 out_shardings=(repl, repl))
+  state = init(jax.random.PRNGKey(0))
   batch = sharding.to_global_batch(
       {"image": np.random.default_rng(0).uniform(-1, 1, (16, 28, 28, 1)).astype(np.float32),
        "label": np.zeros(16, np.int32)}, mesh)
@@ -29,7 +28,7 @@ def test_round_trip_is_exact_and_keeps_sharding(tmp_path):
   ckpt.wait()
   assert ckpt.all_steps() == [2, 3]  # The last max_to_keep are kept.
 
-  fresh = jax.jit(task.init_state, out_shardings=repl)(jax.random.PRNGKey(1))
+  fresh = init(jax.random.PRNGKey(1))
   restored = Checkpointer(str(tmp_path)).restore(fresh)
   leaves, restored_leaves = jax.tree.leaves(state), jax.tree.leaves(restored)
   assert jax.tree.structure(state) == jax.tree.structure(restored)

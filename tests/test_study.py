@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import env_with_devices
 from jaxgan import study
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,7 +90,11 @@ def test_study_cli_trains_each_seed_then_reaggregates_without_training(tmp_path)
           "--config.dataset=digits", "--config.batch_size=32", "--config.num_train_steps=6",
           "--config.log_every_steps=3", "--config.eval_every_steps=3",
           "--config.eval_split=test[:64]", "--config.checkpoint_every_steps=6"]
-  out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=400)
+  # One device: what is tested is the study's bookkeeping (multi-device runs
+  # are tested elsewhere), and a process with 8 simulated devices on 2 cores
+  # spends longer compiling and stepping.
+  env = env_with_devices(1)
+  out = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "| eval_accuracy |" in out.stdout
   with open(os.path.join(workdir, "study.csv")) as f:
@@ -101,7 +106,7 @@ def test_study_cli_trains_each_seed_then_reaggregates_without_training(tmp_path)
     with open(os.path.join(workdir, "base", f"seed_{seed}", "config.json")) as f:
       assert json.load(f)["seed"] == seed
 
-  again = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=400)
+  again = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
   assert again.returncode == 0, again.stderr[-3000:]
   assert (again.stdout + again.stderr).count("nothing to train") == 2
   with open(os.path.join(workdir, "study.csv")) as f:
