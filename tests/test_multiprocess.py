@@ -14,7 +14,7 @@ import time
 import jax
 import numpy as np
 
-from conftest import assert_adam_states_close
+from conftest import assert_adam_states_close, env_with_devices
 from experiments.configs.dcgan import get_config
 from jaxgan import sharding
 from jaxgan.checkpoint import Checkpointer
@@ -40,11 +40,8 @@ def _env(num_devices: int) -> dict:
   and without it the two processes computed the same to ~1e-6 relative, where
   one process with it differs by a few percent after 3 steps), so the test
   compares like with like."""
-  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
-           if not f.startswith(("--xla_force_host_platform_device_count",
-                                "--xla_cpu_experimental_ynn_fusion_type"))]
-  return dict(os.environ, JAX_PLATFORMS="cpu", JAXGAN_XLA_DEFAULTS="0",
-              XLA_FLAGS=" ".join(flags + [f"--xla_force_host_platform_device_count={num_devices}"]))
+  env = env_with_devices(num_devices, drop_flags=("--xla_cpu_experimental_ynn_fusion_type",))
+  return dict(env, JAX_PLATFORMS="cpu", JAXGAN_XLA_DEFAULTS="0")
 
 
 def _run_processes(workdir: str, reference_out: str, timeout: float = 420):

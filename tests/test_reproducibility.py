@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import TINY_DCGAN
 from experiments import dcgan
 from experiments.configs.dcgan import get_config
 from jaxgan.checkpoint import Checkpointer
@@ -21,16 +22,12 @@ from jaxgan.writers import read_metrics
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-TINY_MODEL = dict(image_size=16, ngf=8, ndf=8)
-
-
 def config(**overrides):
   c = get_config()
-  # 48 training images in batches of 16: an epoch is 3 steps. A small DCGAN
-  # (Radford et al.'s at 16x16, 8 base channels): these tests are about the
-  # loop, and a step of it costs ~1/20 of the MNIST one on 8 simulated devices.
+  # 48 training images in batches of 16: an epoch is 3 steps. The small DCGAN:
+  # these tests are about the loop.
   c.update(dict(dataset="digits", train_split="train[:48]", batch_size=16, num_train_steps=8,
-                **TINY_MODEL, log_every_steps=4, sample_every_steps=100, checkpoint_every_steps=4,
+                **TINY_DCGAN, log_every_steps=4, sample_every_steps=100, checkpoint_every_steps=4,
                 eval_every_steps=0, num_sample_images=4, shuffle_buffer=48))
   c.update(overrides)
   return c
@@ -89,10 +86,10 @@ def test_same_seed_and_resume_mid_epoch_are_bitwise_identical(tmp_path):
 
 def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tmp_path, capsys):
   workdir = str(tmp_path / "run")
-  args = [sys.executable, "-m", "experiments.dcgan", "--workdir", workdir,
-          "--config.dataset=digits", "--config.batch_size=16", "--config.log_every_steps=1",
-          "--config.checkpoint_every_steps=1000", "--config.sample_every_steps=1000",
-          "--config.eval_every_steps=0"] + [f"--config.{k}={v}" for k, v in TINY_MODEL.items()]
+  fields = dict(dataset="digits", batch_size=16, log_every_steps=1, checkpoint_every_steps=1000,
+                sample_every_steps=1000, eval_every_steps=0, **TINY_DCGAN)
+  args = [sys.executable, "-m", "experiments.dcgan", "--workdir", workdir]
+  args += [f"--config.{k}={v}" for k, v in fields.items()]
   proc = subprocess.Popen(args + ["--config.num_train_steps=100000"], cwd=REPO,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   try:
@@ -117,9 +114,7 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tmp_path, capsys):
   # The rerun (here in this process: the same train_and_evaluate the command
   # runs, with the config the command line made) resumes at the saved step.
   c = get_config()
-  c.update(dict(dataset="digits", batch_size=16, log_every_steps=1,
-                checkpoint_every_steps=1000, sample_every_steps=1000, eval_every_steps=0,
-                num_train_steps=step + 1, **TINY_MODEL))
+  c.update(dict(fields, num_train_steps=step + 1))
   capsys.readouterr()
   resumed = dcgan.train_and_evaluate(c, workdir)
   assert (resumed.start_step, resumed.step) == (step, step + 1)

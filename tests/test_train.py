@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from conftest import TINY_DCGAN
 from experiments import dcgan
 from experiments.configs.dcgan import get_config
 from jaxgan.checkpoint import Checkpointer
@@ -71,8 +72,7 @@ class _NaNAfter(GANTask):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   workdir = str(tmp_path / "nan")
-  config = tiny_config(num_train_steps=8, log_every_steps=4, eval_every_steps=0,
-                       image_size=16, ngf=8, ndf=8)  # a small DCGAN: fast steps
+  config = tiny_config(num_train_steps=8, log_every_steps=4, eval_every_steps=0, **TINY_DCGAN)
   with pytest.raises(NonFiniteLossError, match="NaN/Inf at step 4.*last good checkpoint is step 2"):
     train_and_evaluate(config, workdir, lambda c, data: _NaNAfter(c, data.info.image_shape))
   assert Checkpointer(workdir).all_steps() == [2]
