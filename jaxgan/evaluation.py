@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxgan import metrics
+from jaxgan import flat_random, metrics
 from jaxgan.checkpoint import Checkpointer
 from jaxgan.data import Data, DataError
 
@@ -183,7 +183,7 @@ def generate(task, state, num: int, seed: int, batch_size: int = 500) -> np.ndar
   out = []
   for i in range(0, num, batch_size):
     n = min(batch_size, num - i)
-    z = jax.random.normal(jax.random.fold_in(key, i), (n, task.latent_dim))
+    z = flat_random.normal(jax.random.fold_in(key, i), (n, task.latent_dim))
     out.append(np.asarray(sample(state, z)))
   return np.concatenate(out)
 

@@ -20,6 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgan.models.initializers import Dense, FlaxConv
+
 
 class SmallCNN(nn.Module):
   num_classes: int
@@ -30,11 +32,11 @@ class SmallCNN(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool, return_features: bool = False):
     for width in self.features:
-      x = nn.relu(nn.Conv(width, (3, 3), padding="SAME")(x))
+      x = nn.relu(FlaxConv(width, (3, 3), padding="SAME")(x))
       x = nn.max_pool(x, (2, 2), (2, 2))
-    features = nn.relu(nn.Dense(self.hidden)(x.reshape(x.shape[0], -1)))
+    features = nn.relu(Dense(self.hidden)(x.reshape(x.shape[0], -1)))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
-    logits = nn.Dense(self.num_classes)(x)
+    logits = Dense(self.num_classes)(x)
     return (logits, features) if return_features else logits
 
 
@@ -44,13 +46,13 @@ class LeNet5(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool, return_features: bool = False):
     # 28x28 inputs are padded to LeNet's 32x32 by the first SAME convolution.
-    x = nn.relu(nn.Conv(6, (5, 5), padding="SAME")(x))
+    x = nn.relu(FlaxConv(6, (5, 5), padding="SAME")(x))
     x = nn.avg_pool(x, (2, 2), (2, 2))
-    x = nn.relu(nn.Conv(16, (5, 5), padding="VALID")(x))
+    x = nn.relu(FlaxConv(16, (5, 5), padding="VALID")(x))
     x = nn.avg_pool(x, (2, 2), (2, 2))
-    x = nn.relu(nn.Dense(120)(x.reshape(x.shape[0], -1)))
-    features = nn.relu(nn.Dense(84)(x))
-    logits = nn.Dense(self.num_classes)(features)
+    x = nn.relu(Dense(120)(x.reshape(x.shape[0], -1)))
+    features = nn.relu(Dense(84)(x))
+    logits = Dense(self.num_classes)(features)
     return (logits, features) if return_features else logits
 
 
@@ -61,11 +63,11 @@ class _BasicBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9)
-    conv = lambda s: nn.Conv(self.features, (3, 3), (s, s), padding="SAME", use_bias=False)
+    conv = lambda s: FlaxConv(self.features, (3, 3), (s, s), padding="SAME", use_bias=False)
     y = nn.relu(bn()(conv(self.strides)(x)))
     y = bn()(conv(1)(y))
     if x.shape != y.shape:  # Projection shortcut.
-      x = nn.Conv(self.features, (1, 1), (self.strides, self.strides), use_bias=False)(x)
+      x = FlaxConv(self.features, (1, 1), (self.strides, self.strides), use_bias=False)(x)
       x = bn()(x)
     return nn.relu(x + y)
 
@@ -77,13 +79,13 @@ class ResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool, return_features: bool = False):
-    x = nn.Conv(self.widths[0], (3, 3), padding="SAME", use_bias=False)(x)
+    x = FlaxConv(self.widths[0], (3, 3), padding="SAME", use_bias=False)(x)
     x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
     for i, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths)):
       for j in range(blocks):
         x = _BasicBlock(width, 2 if (i > 0 and j == 0) else 1)(x, train)
     features = jnp.mean(x, axis=(1, 2))
-    logits = nn.Dense(self.num_classes)(features)
+    logits = Dense(self.num_classes)(features)
     return (logits, features) if return_features else logits
 
 

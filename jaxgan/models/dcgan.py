@@ -20,14 +20,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgan.models import initializers
+from jaxgan.models.initializers import Dense
 from jaxgan.models.layers import BatchNorm, Conv, ConvTranspose, Dropout
 
-_dcgan_init = nn.initializers.normal(0.02)
-
-
-def _bn_scale_init(key, shape, dtype=jnp.float32):
-  """BatchNorm scale ~ N(1, 0.02), as in the DCGAN paper's reference code."""
-  return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+_dcgan_init = initializers.normal(0.02)
+# BatchNorm scale ~ N(1, 0.02), as in the DCGAN paper's reference code.
+_bn_scale_init = initializers.normal(0.02, mean=1.0)
 
 
 class MnistGenerator(nn.Module):
@@ -40,7 +39,7 @@ class MnistGenerator(nn.Module):
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
     bn = lambda: BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)
     act = lambda x: nn.leaky_relu(x, self.negative_slope)
-    x = nn.Dense(7 * 7 * 256, use_bias=False, dtype=self.dtype)(z)
+    x = Dense(7 * 7 * 256, use_bias=False, dtype=self.dtype)(z)
     x = act(bn()(x)).reshape(z.shape[0], 7, 7, 256)
     x = act(bn()(ConvTranspose(128, (5, 5), (1, 1), use_bias=False, dtype=self.dtype)(x)))
     x = act(bn()(ConvTranspose(64, (5, 5), (2, 2), use_bias=False, dtype=self.dtype)(x)))
@@ -61,7 +60,7 @@ class MnistDiscriminator(nn.Module):
       x = Conv(features, (5, 5), (2, 2), padding="SAME", dtype=self.dtype)(x)
       x = Dropout(self.dropout_rate, deterministic=not train)(act(x))
     x = x.reshape(x.shape[0], -1)
-    return nn.Dense(1, dtype=self.dtype)(x)[:, 0].astype(jnp.float32)
+    return Dense(1, dtype=self.dtype)(x)[:, 0].astype(jnp.float32)
 
 
 def _num_doublings(image_size: int) -> int:

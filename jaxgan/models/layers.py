@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgan.models import initializers
+
 Padding = str | Sequence[tuple[int, int]]
 
 
@@ -161,7 +163,7 @@ class _ConvBase(nn.Module):
   dtype: Any = None
   param_dtype: Any = jnp.float32
   precision: Any = None
-  kernel_init: Any = nn.initializers.lecun_normal()
+  kernel_init: Any = initializers.lecun_normal()  # flax's default, drawn flat
   bias_init: Any = nn.initializers.zeros_init()
 
   def _operands(self, x: jax.Array):

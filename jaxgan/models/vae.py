@@ -24,6 +24,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgan import flat_random
+from jaxgan.models.initializers import Dense, FlaxConv
 from jaxgan.models.layers import ConvTranspose
 
 
@@ -35,8 +37,8 @@ class MlpEncoder(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
     h = x.reshape(x.shape[0], -1)
     for width in self.hidden:
-      h = nn.relu(nn.Dense(width)(h))
-    stats = nn.Dense(2 * self.latent_dim)(h)
+      h = nn.relu(Dense(width)(h))
+    stats = Dense(2 * self.latent_dim)(h)
     return stats[:, :self.latent_dim], stats[:, self.latent_dim:]
 
 
@@ -49,9 +51,9 @@ class MlpDecoder(nn.Module):
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
     h = z
     for width in reversed(tuple(self.hidden)):
-      h = nn.relu(nn.Dense(width)(h))
+      h = nn.relu(Dense(width)(h))
     height, width, _ = self.image_shape
-    out = nn.Dense(height * width * self.out_channels)(h)
+    out = Dense(height * width * self.out_channels)(h)
     return out.reshape(z.shape[0], height, width, self.out_channels)
 
 
@@ -79,10 +81,10 @@ class ConvEncoder(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
     h = x
     for width in _widths(conv_plan(x.shape[1]), self.base_features):
-      h = nn.relu(nn.Conv(width, (4, 4), (2, 2), padding="SAME")(h))
+      h = nn.relu(FlaxConv(width, (4, 4), (2, 2), padding="SAME")(h))
     h = h.reshape(h.shape[0], -1)
-    h = nn.relu(nn.Dense(256)(h))
-    stats = nn.Dense(2 * self.latent_dim)(h)
+    h = nn.relu(Dense(256)(h))
+    stats = Dense(2 * self.latent_dim)(h)
     return stats[:, :self.latent_dim], stats[:, self.latent_dim:]
 
 
@@ -97,8 +99,8 @@ class ConvDecoder(nn.Module):
     num_stages = conv_plan(size)
     widths = _widths(num_stages, self.base_features)
     start = size // 2**num_stages
-    h = nn.relu(nn.Dense(256)(z))
-    h = nn.relu(nn.Dense(start * start * widths[-1])(h))
+    h = nn.relu(Dense(256)(z))
+    h = nn.relu(Dense(start * start * widths[-1])(h))
     h = h.reshape(z.shape[0], start, start, widths[-1])
     for width in reversed(widths[:-1]):
       h = nn.relu(ConvTranspose(width, (4, 4), (2, 2), padding="SAME")(h))
@@ -119,7 +121,7 @@ class VAE(nn.Module):
 
   def __call__(self, x: jax.Array, key: jax.Array, train: bool = False):
     mean, logvar = self.encode(x, train)
-    z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, mean.dtype)
+    z = mean + jnp.exp(0.5 * logvar) * flat_random.normal(key, mean.shape, mean.dtype)
     return self.decode(z, train), mean, logvar, z
 
 

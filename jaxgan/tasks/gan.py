@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgan import losses
+from jaxgan import flat_random, losses
 from jaxgan.models.dcgan import make_dcgan
 
 # Eval latents come from fold_in(key, _EVAL_STREAM), apart from the per-step
@@ -86,8 +86,8 @@ class GANTask:
     self.images_per_step = config.batch_size
     self.progress_keys = ("d_loss", "g_loss")
     # A fixed latent batch, so successive sample grids show the same z.
-    self.sample_z = jax.random.normal(jax.random.PRNGKey(config.seed + 1),
-                                      (config.num_sample_images, self.latent_dim))
+    self.sample_z = flat_random.normal(jax.random.PRNGKey(config.seed + 1),
+                                       (config.num_sample_images, self.latent_dim))
     self._fid_reference = self._fid_extractor = None  # built at the first evaluation
     self.sample_jit = jax.jit(self.sample, static_argnames="average")
     self._sample_fixed = jax.jit(lambda state: {
@@ -116,7 +116,7 @@ class GANTask:
     real = batch["image"]
     key = jax.random.fold_in(state.key, state.step)
     z_key, drop_real, drop_fake, drop_g = jax.random.split(key, 4)
-    z = jax.random.normal(z_key, (real.shape[0], self.latent_dim))
+    z = flat_random.normal(z_key, (real.shape[0], self.latent_dim))
 
     # The generator's forward pass, once; its VJP is reused for the G update.
     def generate(g_params):
@@ -184,7 +184,7 @@ class GANTask:
     """
     real, mask = batch["image"], batch["mask"]
     key = jax.random.fold_in(jax.random.fold_in(state.key, _EVAL_STREAM), batch_index)
-    z = jax.random.normal(key, (real.shape[0], self.latent_dim))
+    z = flat_random.normal(key, (real.shape[0], self.latent_dim))
     fake, _ = _apply(self.generator, state.g, state.g.params, z, train=False)
     real_logits, _ = _apply(self.discriminator, state.d, state.d.params, real, train=False)
     fake_logits, _ = _apply(self.discriminator, state.d, state.d.params, fake, train=False)

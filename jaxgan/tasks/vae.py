@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgan import likelihoods
+from jaxgan import flat_random, likelihoods
 from jaxgan.models.vae import make_vae
 
 _EVAL_STREAM = 2**32 - 1
@@ -73,7 +73,7 @@ class VAETask:
     self.progress_keys = ("neg_elbo", "kl")
     self.eval_info = {"nll_k": self.num_importance_samples}
     self.num_dims = int(np.prod(self.image_shape))
-    self.prior_z = jax.random.normal(jax.random.PRNGKey(config.seed + 1),
+    self.prior_z = flat_random.normal(jax.random.PRNGKey(config.seed + 1),
                                      (config.num_sample_images, self.latent_dim))
     self.examples = jnp.asarray(examples[:32], jnp.float32)
     self._figures = jax.jit(self._make_figures)
@@ -93,7 +93,7 @@ class VAETask:
       return x, x
     p = jnp.clip((images + 1.0) / 2.0, 0.0, 1.0)
     if self.binarization == "dynamic":
-      p = jax.random.bernoulli(key, p).astype(jnp.float32)
+      p = flat_random.bernoulli(key, p).astype(jnp.float32)
     elif self.binarization == "threshold":
       p = (p > 0.5).astype(jnp.float32)
     return 2.0 * p - 1.0, p
@@ -155,8 +155,8 @@ class VAETask:
     def log_weights(indices):
       # Sample i's noise comes from fold_in(key, i): the estimate does not
       # depend on how the k samples are chunked.
-      eps = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i),
-                                                 (batch, self.latent_dim)))(indices)
+      eps = jax.vmap(lambda i: flat_random.normal(jax.random.fold_in(key, i),
+                                                  (batch, self.latent_dim)))(indices)
       z = mean + jnp.exp(0.5 * logvar) * eps
       out = self.model.apply({"params": params}, z.reshape(chunk * batch, -1),
                              method="decode")
