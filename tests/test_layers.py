@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import normal, random_init
-from jaxgan.models.layers import BatchNorm, Conv, ConvTranspose, Dropout, hash_bits
+from jaxgan.models.layers import BatchNorm, Conv, ConvTranspose, Dropout, hash_bits, max_pool
 
 CASES = [
     # input shape, kernel, strides, padding
@@ -206,3 +206,21 @@ def test_batch_norm_has_no_reduce_window():
                                     use_running_average=False, mutable=["batch_stats"])[0] ** 2)
   hlo = jax.jit(jax.grad(f, argnums=(0, 1))).lower(variables["params"], x).compile().as_text()
   assert "reduce-window" not in hlo
+
+
+@pytest.mark.parametrize("shape,window", [((2, 28, 28, 3), (2, 2)), ((2, 7, 9, 2), (2, 3)),
+                                          ((3, 10, 4), (3,))])
+def test_max_pool_matches_flax(shape, window):
+  """Values and gradients equal flax's (distinct values: no ties), trailing
+  rows that fill no window dropped, and no pooling window (XLA's slow
+  select-and-scatter gradient) in the program."""
+  x = normal(shape, seed=4)
+  weights = normal(nn.max_pool(x, window, window).shape, seed=5)
+  f = lambda pool: jax.jit(jax.value_and_grad(lambda x: jnp.sum(weights * pool(x))))
+  ours = f(lambda x: max_pool(x, window))
+  value, grad = ours(x)
+  ref_value, ref_grad = f(lambda x: nn.max_pool(x, window, window))(x)
+  np.testing.assert_allclose(value, ref_value, rtol=1e-6)
+  np.testing.assert_array_equal(np.asarray(grad), np.asarray(ref_grad))
+  program = ours.lower(x).as_text()
+  assert "reduce_window" not in program and "select_and_scatter" not in program

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgan.models.initializers import Dense, FlaxConv
+from jaxgan.models.layers import max_pool
 
 
 class SmallCNN(nn.Module):
@@ -33,7 +34,7 @@ class SmallCNN(nn.Module):
   def __call__(self, x: jax.Array, train: bool, return_features: bool = False):
     for width in self.features:
       x = nn.relu(FlaxConv(width, (3, 3), padding="SAME")(x))
-      x = nn.max_pool(x, (2, 2), (2, 2))
+      x = max_pool(x, (2, 2))
     features = nn.relu(Dense(self.hidden)(x.reshape(x.shape[0], -1)))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
     logits = Dense(self.num_classes)(x)
