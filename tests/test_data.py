@@ -255,3 +255,13 @@ def test_closing_device_batches_stops_the_prefetch_thread(idx_dir):
   assert threading.active_count() == before + 1
   batches.close()
   assert threading.active_count() == before
+
+
+def test_tensorflow_is_imported_without_keras():
+  """jaxgan.data.tf skips TF's eager Keras import (~2.5 s of start-up) and
+  leaves no trace in the environment (subprocesses start as usual)."""
+  import sys
+  from jaxgan.data.tf import tf
+  assert list(tf.data.Dataset.range(3).as_numpy_iterator()) == [0, 1, 2]
+  assert "keras" not in sys.modules
+  assert "TF_USE_LEGACY_KERAS" not in os.environ

@@ -3,13 +3,33 @@
 TensorFlow must never claim accelerator memory: JAX owns the devices. Every
 module of jaxgan that needs TF imports it from here, which hides all GPUs
 from TF before anything else can touch them.
+
+Start-up: `import tensorflow` eagerly imports Keras 3 (and scikit-learn
+through it), ~2.5 s of its ~8 s on a 2-core CPU, though the pipelines never
+use Keras. When TF is imported here first, TF_USE_LEGACY_KERAS is unset and
+tf_keras is not installed, the import runs with TF_USE_LEGACY_KERAS=1, which
+turns that eager import into a no-op (the variable is removed again
+afterwards). `tf.keras` is then unavailable in this process; set
+JAXGAN_TF_KERAS=1 to import TF as usual.
 """
 
+import importlib.util
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
+_skip_keras = ("tensorflow" not in sys.modules
+               and "TF_USE_LEGACY_KERAS" not in os.environ
+               and os.environ.get("JAXGAN_TF_KERAS", "0") != "1"
+               and importlib.util.find_spec("tf_keras") is None)
+if _skip_keras:
+  os.environ["TF_USE_LEGACY_KERAS"] = "1"
+try:
+  import tensorflow as tf  # noqa: E402
+finally:
+  if _skip_keras:
+    del os.environ["TF_USE_LEGACY_KERAS"]
 
 tf.config.set_visible_devices([], "GPU")
 
