@@ -8,9 +8,11 @@ Start-up: `import tensorflow` eagerly imports Keras 3 (and scikit-learn
 through it), ~2.5 s of its ~8 s on a 2-core CPU, though the pipelines never
 use Keras. When TF is imported here first, TF_USE_LEGACY_KERAS is unset and
 tf_keras is not installed, the import runs with TF_USE_LEGACY_KERAS=1, which
-turns that eager import into a no-op (the variable is removed again
-afterwards). `tf.keras` is then unavailable in this process; set
-JAXGAN_TF_KERAS=1 to import TF as usual.
+turns that eager import into a no-op; the variable is removed right after,
+so `tf.keras` still works (TF loads Keras on first use) and subprocesses
+see the environment as it was. (A training run still loads Keras: CLU's
+TensorBoard writer imports TensorBoard's hparams plugin, which uses
+`tf.keras`. Processes that only read data or evaluate start faster.)
 """
 
 import importlib.util
@@ -21,7 +23,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 _skip_keras = ("tensorflow" not in sys.modules
                and "TF_USE_LEGACY_KERAS" not in os.environ
-               and os.environ.get("JAXGAN_TF_KERAS", "0") != "1"
                and importlib.util.find_spec("tf_keras") is None)
 if _skip_keras:
   os.environ["TF_USE_LEGACY_KERAS"] = "1"
