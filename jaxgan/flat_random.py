@@ -8,7 +8,8 @@ made compiling `Module.init` most of a run's start-up (a small conv VAE's: 17
 s, a 16x16 DCGAN's: 20 s). jax.random's values depend only on each element's
 flat (row-major) index, with partitionable threefry (the default) and without
 it, so a flat draw reshaped is the same array. Model initializers
-(`jaxgan.models.initializers`) and the step functions' draws use these.
+(`jaxgan.models.initializers`) and the step functions' draws use these;
+`python -m benchmarks.init_compile` compares the two forms per model.
 """
 
 from __future__ import annotations

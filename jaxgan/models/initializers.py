@@ -2,8 +2,8 @@
 
 Each returns exactly the values of its `jax.nn.initializers` namesake (bit for
 bit; `tests/test_initializers.py` checks it) but draws through
-`jaxgan.flat_random`, which XLA compiles far faster (a 32x32 DCGAN's `init`:
-41 s -> 11 s here; a conv VAE's: 14 s -> 3 s).
+`jaxgan.flat_random`, which XLA compiles 2-5x faster
+(`python -m benchmarks.init_compile`).
 
 `Dense` and `FlaxConv` are `flax.linen.Dense` and `flax.linen.Conv` (XLA's
 convolution; `layers.Conv` is the fast strided one) with their default kernel
