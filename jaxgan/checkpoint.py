@@ -42,18 +42,20 @@ class Checkpointer:
     """Starts saving `state` as `step` (returns at once when asynchronous)."""
     return self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
 
-  def restore(self, target, step: int | None = None):
+  def restore(self, target, step: int | None = None, sharding=None):
     """Restores into the structure, dtypes and shardings of `target` (a state
-    or `jax.ShapeDtypeStruct` tree); the latest step by default."""
+    or `jax.ShapeDtypeStruct` tree, e.g. from `jax.eval_shape`); the latest
+    step by default. `sharding`, when given, is every leaf's sharding."""
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"No checkpoint in {self.directory}.")
     abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                       sharding=sharding or getattr(x, "sharding", None)),
         target)
     return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
-  def restore_latest_good(self, target) -> tuple:
+  def restore_latest_good(self, target, sharding=None) -> tuple:
     """(state, step) from the newest checkpoint that restores; (target, None)
     when there is none. A newer checkpoint that fails to restore while an
     older one succeeds is unreadable (written by a crashed process or damaged
@@ -63,7 +65,7 @@ class Checkpointer:
     errors = []
     for step in steps:
       try:
-        state = self.restore(target, step)
+        state = self.restore(target, step, sharding)
       except Exception as e:  # Orbax/TensorStore raise many kinds.
         errors.append((step, e))
         continue

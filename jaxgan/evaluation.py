@@ -64,9 +64,9 @@ def restore_run(run_dir: str, make_task: Callable, step: int | None = None):
   config = load_run_config(run_dir)
   data = Data(config)
   task = make_task(config, data)
-  state = jax.jit(task.init_state)(jax.random.PRNGKey(config.seed))
+  key = jax.random.PRNGKey(config.seed)
   if step == 0:
-    return config, data, task, state, 0
+    return config, data, task, jax.jit(task.init_state)(key), 0
   ckpt = Checkpointer(run_dir)
   available = ckpt.all_steps()
   if not available:
@@ -75,7 +75,9 @@ def restore_run(run_dir: str, make_task: Callable, step: int | None = None):
   if step not in available:
     raise DataError(f"No checkpoint for step {step} in {ckpt.directory}; available: "
                     f"{available} (or 0 for the initialisation).")
-  return config, data, task, ckpt.restore(state, step), step
+  state = ckpt.restore(jax.eval_shape(task.init_state, key), step,
+                       jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
+  return config, data, task, state, step
 
 
 def fit_images(images: np.ndarray, shape: tuple[int, int, int]) -> jax.Array:

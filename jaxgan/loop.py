@@ -177,10 +177,6 @@ def train_and_evaluate(config, workdir: str,
 
   repl, batch_sharding = sharding.replicated(mesh), sharding.data_sharded(mesh)
   init_key = jax.random.PRNGKey(config.seed)
-  # The state's structure, shapes and shardings, for a restore: the
-  # initialisation is compiled and run only when there is nothing to resume.
-  abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
-                                jax.eval_shape(task.init_state, init_key))
 
   best = (BestCheckpoint(workdir, config.best_metric, config.get("best_mode", "min"))
           if config.get("best_metric") else None)
@@ -188,7 +184,10 @@ def train_and_evaluate(config, workdir: str,
   progress = batches = None
   signals = _StopSignals()
   try:
-    state, restored_step = ckpt.restore_latest_good(abstract_state)
+    # A restore needs only the state's shapes: the initialisation is
+    # compiled and run only when there is nothing to resume.
+    state, restored_step = ckpt.restore_latest_good(
+        jax.eval_shape(task.init_state, init_key), sharding=repl)
     if restored_step is None:
       state = jax.jit(task.init_state, out_shardings=repl)(init_key)
     start_step = int(jax.device_get(state.step))

@@ -117,9 +117,8 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
   config.update(FIELDS)
   task = GANTask(config, (config.image_size, config.image_size, 1))
   repl = sharding.replicated(sharding.make_mesh(jax.devices()))
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
-                          jax.eval_shape(task.init_state, jax.random.PRNGKey(0)))
-  two = jax.device_get(Checkpointer(workdir).restore(abstract, STEPS))
+  two = jax.device_get(Checkpointer(workdir).restore(
+      jax.eval_shape(task.init_state, jax.random.PRNGKey(0)), STEPS, repl))
   arrays = np.load(out)
   one = jax.tree.unflatten(jax.tree.structure(two),
                            [arrays[f"arr_{i}"] for i in range(len(arrays.files))])

@@ -74,7 +74,7 @@ class VAETask:
     self.eval_info = {"nll_k": self.num_importance_samples}
     self.num_dims = int(np.prod(self.image_shape))
     self.prior_z = flat_random.normal(jax.random.PRNGKey(config.seed + 1),
-                                     (config.num_sample_images, self.latent_dim))
+                                      (config.num_sample_images, self.latent_dim))
     self.examples = jnp.asarray(examples[:32], jnp.float32)
     self._figures = jax.jit(self._make_figures)
 
