@@ -1,18 +1,16 @@
 """Trains a DCGAN: `python -m experiments.dcgan [--workdir DIR] [--config FILE] [--config.FIELD=VALUE ...]`.
 
-Rerunning with the same --workdir resumes from its latest checkpoint.
+The `dcgan` preset of `python -m experiments.gan` (the same step, config and
+run directory). Rerunning with the same --workdir resumes from its latest
+checkpoint.
 """
 
 import os
 
 from experiments import common
+from experiments.gan import train_and_evaluate
 
-
-def train_and_evaluate(config, workdir: str):
-  from jaxgan.loop import train_and_evaluate as run
-  from jaxgan.tasks.gan import GANTask
-  return run(config, workdir, lambda cfg, data: GANTask(cfg, data.info.image_shape))
-
+__all__ = ["train_and_evaluate"]
 
 if __name__ == "__main__":
   common.main(train_and_evaluate, "runs/dcgan",

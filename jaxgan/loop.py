@@ -1,8 +1,8 @@
 """The generic training loop, shared by every experiment.
 
-`train_and_evaluate(config, workdir, make_task)` builds the mesh and the input
-pipeline, asks `make_task(config, data)` for a task (a train state and
-its step functions, see `jaxgan.tasks`), restores the latest checkpoint in
+`train_and_evaluate(config, workdir, make_task, evaluators)` builds the mesh
+and the input pipeline, asks `make_task(config, data)` for a task (a
+`jaxgan.tasks.Task`: a train state and its step functions), restores the latest checkpoint in
 `workdir` if there is one, and trains to `config.num_train_steps`, writing the
 run directory:
 
@@ -25,7 +25,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -35,6 +35,7 @@ import numpy as np
 from jaxgan import images, provenance, sharding
 from jaxgan.checkpoint import BestCheckpoint, Checkpointer
 from jaxgan.data import Data, device_batches
+from jaxgan.tasks import Task
 from jaxgan.writers import ProgressBar, RunWriter
 
 # Config fields every experiment has (the contract later issues rely on).
@@ -124,35 +125,45 @@ def _first_nonfinite(history: list[dict], first_step: int) -> int | None:
   return None
 
 
-def evaluate(task, state, data: Data, mesh, eval_fn, local_batch: int, step: int = 0,
-             workdir: str | None = None) -> dict:
-  """The task's `eval_step` sums over the whole eval split, averaged per
-  example, or turned into metrics by the task's `summarize_eval` (which may
-  write files under `workdir` on process 0)."""
+# An evaluator: (task, state, data) -> {name: float}, logged as eval_<name>
+# at every evaluation (e.g. a generator's FID: jaxgan.evaluation.training).
+Evaluator = Callable[[Task, Any, Data], dict]
+
+
+def evaluate(task: Task, state, data: Data, mesh, eval_fn, local_batch: int, step: int = 0,
+             workdir: str | None = None, evaluators: Sequence[Evaluator] = ()) -> dict:
+  """The task's `eval_step` sums over the whole eval split, turned into
+  metrics by the task's `summarize_eval` (which may write files under
+  `workdir` on process 0), and the evaluators' metrics."""
   ds, num_batches = data.eval_dataset(local_batch)
   totals = None
   for i, batch in enumerate(device_batches(ds, mesh)):
     sums = eval_fn(state, batch, jnp.int32(i))
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   totals = jax.device_get(totals)
-  if hasattr(task, "summarize_eval"):
-    outdir = workdir if jax.process_index() == 0 else None
-    summary = task.summarize_eval(totals, step=step, outdir=outdir)
-    results = {f"eval_{k}": float(v) for k, v in summary.items()}
-  else:
-    count = max(float(totals.pop("count")), 1.0)
-    results = {f"eval_{k}": float(v) / count for k, v in totals.items()}
-  if hasattr(task, "sample_metrics"):  # e.g. a generator's FID against eval_split
-    results.update({f"eval_{k}": float(v) for k, v in task.sample_metrics(state, data).items()})
-  # Constants that qualify the results (e.g. the number of importance samples).
-  results.update({f"eval_{k}": v for k, v in getattr(task, "eval_info", {}).items()})
+  outdir = workdir if jax.process_index() == 0 else None
+  summary = task.summarize_eval(totals, step=step, outdir=outdir)
+  results = {f"eval_{k}": float(v) for k, v in summary.items()}
+  for evaluator in evaluators:
+    results.update({f"eval_{k}": float(v) for k, v in evaluator(task, state, data).items()})
   return results
 
 
-def train_and_evaluate(config, workdir: str,
-                       make_task: Callable[[Any, Data], Any]) -> TrainResult:
+def _stacked_step(task: Task) -> Callable:
+  """The function the loop jits: `task.train_step` on one batch, or with
+  `batches_per_step = k > 1` on k pipeline batches stacked along a new
+  leading axis (inside the jitted step: each stays sharded over the mesh)."""
+  if task.batches_per_step == 1:
+    return lambda state, batches: task.train_step(state, batches[0])
+  return lambda state, batches: task.train_step(
+      state, jax.tree.map(lambda *xs: jnp.stack(xs), *batches))
+
+
+def train_and_evaluate(config, workdir: str, make_task: Callable[[Any, Data], Task],
+                       evaluators: Sequence[Evaluator] = ()) -> TrainResult:
   """Trains `make_task(config, data)` (`data.info` has the image shape and
-  split sizes) for config.num_train_steps, writing and resuming `workdir`."""
+  split sizes) for config.num_train_steps, writing and resuming `workdir`;
+  each of `evaluators` adds metrics at every evaluation."""
   validate_config(config)
   mesh = sharding.make_mesh()
   local_batch = sharding.local_batch_size(config.batch_size, mesh)
@@ -195,7 +206,7 @@ def train_and_evaluate(config, workdir: str,
     writer.drop_metrics_after(start_step)  # Steps logged after the checkpoint rerun.
     num_steps = config.num_train_steps
     progress = ProgressBar(num_steps, start_step, desc=os.path.basename(workdir),
-                           keys=getattr(task, "progress_keys", ()) + ("images_per_sec",))
+                           keys=tuple(task.progress_keys) + ("images_per_sec",))
     if start_step:
       progress.write(f"Resuming from the checkpoint at step {start_step} in {ckpt.directory}.")
     if start_step >= num_steps:
@@ -203,11 +214,13 @@ def train_and_evaluate(config, workdir: str,
                      "nothing to train.")
       return TrainResult(state, start_step, start_step, {})
 
-    train_step = jax.jit(task.train_step, in_shardings=(repl, batch_sharding),
+    train_step = jax.jit(_stacked_step(task), in_shardings=(repl, batch_sharding),
                          out_shardings=(repl, repl), donate_argnums=0)
     eval_fn = jax.jit(task.eval_step, in_shardings=(repl, batch_sharding, repl),
                       out_shardings=repl)
-    batches = device_batches(data.train_dataset(local_batch, start_step), mesh)
+    # A step consumes batches_per_step pipeline batches; a resume skips them all.
+    per_step = task.batches_per_step
+    batches = device_batches(data.train_dataset(local_batch, start_step * per_step), mesh)
 
     history: list[dict] = []  # device metrics since the last check
     history_start = start_step + 1
@@ -217,7 +230,7 @@ def train_and_evaluate(config, workdir: str,
     eval_every = config.get("eval_every_steps", 0)
     signals.install()
     for step in range(start_step + 1, num_steps + 1):
-      state, metrics = train_step(state, next(batches))
+      state, metrics = train_step(state, tuple(next(batches) for _ in range(per_step)))
       history.append(metrics)
       if len(history) >= 2:
         # At most two steps in flight: the host never runs far ahead of the
@@ -258,7 +271,7 @@ def train_and_evaluate(config, workdir: str,
                           "images_per_sec": rate, "wall_time_s": now - t_start}
           if do_eval:
             last_metrics.update(evaluate(task, state, data, mesh, eval_fn, local_batch,
-                                         step, workdir))
+                                         step, workdir, evaluators))
             if best is not None:
               best.update(step, state, last_metrics)
               if best.best is not None:

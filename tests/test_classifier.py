@@ -75,7 +75,7 @@ def test_augmentation_shifts_and_flips_deterministically_and_resumes():
   data = Data(_config(augment_crop_padding=2, augment_flip=True))
   aug = [b["image"] for b in data.train_dataset(8).take(3).as_numpy_iterator()]
   again = [b["image"] for b in data.train_dataset(8).take(3).as_numpy_iterator()]
-  resumed = [b["image"] for b in data.train_dataset(8, start_step=2).take(1).as_numpy_iterator()]
+  resumed = [b["image"] for b in data.train_dataset(8, start_batch=2).take(1).as_numpy_iterator()]
   np.testing.assert_array_equal(aug[2], again[2])
   np.testing.assert_array_equal(resumed[0], aug[2])
   moves = set()

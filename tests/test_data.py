@@ -102,7 +102,7 @@ def test_pipeline_is_deterministic_and_resumes_at_the_step(idx_dir):
   for x, y in zip(a, b):
     np.testing.assert_array_equal(x, y)
   # Resuming at step 5 (mid second epoch: 5 steps per epoch) continues the stream.
-  resumed = take(data.train_dataset(8, start_step=5), 2)
+  resumed = take(data.train_dataset(8, start_batch=5), 2)
   np.testing.assert_array_equal(resumed[0], a[5])
   np.testing.assert_array_equal(resumed[1], a[6])
   other = take(Data(_config(f"idx:{idx_dir}", seed=1)).train_dataset(8), 1)

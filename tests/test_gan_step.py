@@ -65,7 +65,7 @@ def test_eight_devices_match_one_device(task, num_devices):
                                      s.d.batch_stats))
   params = lambda s: jax.tree.leaves((s.g.params, s.d.params))
   assert_adam_states_close(stats(s1), stats(s8), params(s1), params(s8),
-                           task.config.learning_rate)
+                           task.config.g_learning_rate)
 
 
 def test_discriminator_learns_a_fixed_real_batch(task):
@@ -90,32 +90,43 @@ def test_step_is_deterministic_and_uses_fresh_noise(task):
 
 
 def test_generator_average_follows_the_warmed_up_ema(task):
-  """g_ema starts at the initial params and after each step is
-  d * g_ema + (1 - d) * g.params with d = min(ema_decay, (1 + t) / (10 + t));
-  ema_decay = 0 keeps it equal to the live params. Sample grids use it."""
+  """g_ema (weights and BatchNorm running statistics) starts at the initial
+  variables and after each step is d * g_ema + (1 - d) * live with
+  d = min(ema_decay, (1 + t) / (10 + t)); ema_decay = 0 keeps it equal to the
+  live variables. Sample grids use it."""
   batch = _real_batch(16)
+  live = lambda s: {"params": s.g.params, "batch_stats": s.g.batch_stats}
   s0 = jax.device_get(compiled(task, tuple(jax.devices()[:1]))[1](jax.random.PRNGKey(0)))
   s2, _ = _run(task, batch, jax.devices()[:1], 2)
   s1, _ = _run(task, batch, jax.devices()[:1], 1)
-  for e0, p0 in zip(jax.tree.leaves(s0.g_ema), jax.tree.leaves(s0.g.params)):
+  assert jax.tree.structure(s0.g_ema) == jax.tree.structure(live(s0))
+  assert jax.tree.leaves(s0.g_ema["batch_stats"])  # the MNIST generator has BatchNorm
+  for e0, p0 in zip(jax.tree.leaves(s0.g_ema), jax.tree.leaves(live(s0))):
     np.testing.assert_array_equal(e0, p0)
   d0, d1 = min(0.999, 1 / 10), min(0.999, 2 / 11)
   for e0, p1, p2, e2 in zip(*(jax.tree.leaves(t) for t in
-                              (s0.g_ema, s1.g.params, s2.g.params, s2.g_ema))):
+                              (s0.g_ema, live(s1), live(s2), s2.g_ema))):
     e1 = d0 * e0 + (1 - d0) * p1
     np.testing.assert_allclose(e2, d1 * e1 + (1 - d1) * p2, rtol=1e-6, atol=1e-7)
-  assert any(not np.array_equal(e, p) for e, p in
-             zip(jax.tree.leaves(s2.g_ema), jax.tree.leaves(s2.g.params)))
+  for part in ("params", "batch_stats"):
+    assert any(not np.array_equal(e, p) for e, p in
+               zip(jax.tree.leaves(s2.g_ema[part]), jax.tree.leaves(live(s2)[part])))
   grids = task.sample_images(jax.device_put(s2))
   assert set(grids) == {"samples", "live"}
   assert grids["samples"].shape == (task.config.num_sample_images, 28, 28, 1)
   assert not np.allclose(grids["samples"], grids["live"])
+  # The averaged generator is sampled with the averaged statistics: the same
+  # weights with the live statistics give other images.
+  with_live_stats = jax.tree.map(np.asarray, s2.replace(
+      g_ema={"params": s2.g_ema["params"], "batch_stats": s2.g.batch_stats}))
+  assert not np.allclose(task.sample_images(jax.device_put(with_live_stats))["samples"],
+                         grids["samples"])
 
   config = task.config.copy_and_resolve_references()
   config.ema_decay = 0.0
   plain = GANTask(config, (28, 28, 1))
   s, _ = _run(plain, batch, jax.devices()[:1], 2)
-  for e, p in zip(jax.tree.leaves(s.g_ema), jax.tree.leaves(s.g.params)):
+  for e, p in zip(jax.tree.leaves(s.g_ema), jax.tree.leaves(live(s))):
     np.testing.assert_array_equal(e, p)
   assert set(plain.sample_images(jax.device_put(s))) == {"samples"}
   config.ema_decay = 1.0

@@ -132,4 +132,4 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
   # 4e-7 after 3 steps; a wrong shard or seed gives differences of order 1).
   assert int(one.step) == int(two.step) == STEPS
   assert_adam_states_close(stats(one), stats(two), params(one), params(two),
-                           config.learning_rate, steps=STEPS)
+                           config.d_learning_rate, steps=STEPS)

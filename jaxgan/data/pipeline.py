@@ -95,10 +95,11 @@ class Data:
     self.info = DatasetInfo(self.source.name, (self.image_size, self.image_size, channels),
                             self.source.num_classes, train_n, eval_n)
 
-  def train_dataset(self, local_batch: int, start_step: int = 0,
+  def train_dataset(self, local_batch: int, start_batch: int = 0,
                     process_index: int | None = None,
                     process_count: int | None = None) -> tf.data.Dataset:
-    """This process's infinite, shuffled stream of batches, positioned at `start_step`."""
+    """This process's infinite, shuffled stream of batches, from batch number
+    `start_batch` on (a resumed run's step times the batches a step consumes)."""
     p = jax.process_index() if process_index is None else process_index
     n_proc = jax.process_count() if process_count is None else process_count
     cfg = self.config
@@ -116,7 +117,7 @@ class Data:
     # Resuming: the stream is a pure function of the seed, so skipping the
     # examples already consumed puts it exactly where the interrupted run was.
     # Augmentation draws from (seed, position in the stream), so it resumes too.
-    ds = ds.enumerate().skip(start_step * local_batch)
+    ds = ds.enumerate().skip(start_batch * local_batch)
     size = self.image_size
     augment = _augmenter(cfg.get("augment_crop_padding", 0), cfg.get("augment_flip", False),
                          seed)

@@ -9,7 +9,13 @@ Two families:
   dcgan: 4x4 kernels, stride 2, BatchNorm, ReLU / LeakyReLU(0.2), N(0, 0.02)
   initialisation, for 32x32 or 64x64 (any 4 * 2**k) images.
 
-Discriminators return one logit per image, shape [batch].
+Discriminators return one output per image, shape [batch] (a logit, or a
+critic value: what it means is the objective's business, see
+`jaxgan.gan.objectives`). With `spectral_norm=True` every layer with a
+kernel is spectrally normalised (Miyato et al. 2018, flax's `SpectralNorm`:
+one power iteration per forward pass in training mode, as PyTorch's
+`spectral_norm` does; `u` and `sigma` live in the `batch_stats` collection,
+so they are saved with the checkpoints and frozen in evaluation).
 """
 
 from __future__ import annotations
@@ -47,20 +53,37 @@ class MnistGenerator(nn.Module):
     return jnp.tanh(x.astype(jnp.float32))
 
 
+def _layer(layer: nn.Module, spectral_norm: bool, train: bool):
+  """`layer`, or `layer` spectrally normalised (its u updated when training)."""
+  if not spectral_norm:
+    return layer
+  return lambda x: nn.SpectralNorm(layer)(x, update_stats=train)
+
+
+# Discriminator normalisation layers: "batch" (the Radford default), "layer"
+# (per image, over H, W, C: what WGAN-GP's critic uses, since a gradient
+# penalty is per image), or "none".
+NORMALIZATIONS = ("batch", "layer", "none")
+
+
 class MnistDiscriminator(nn.Module):
-  """images [batch, 28, 28, C] -> logits [batch]."""
+  """images [batch, 28, 28, C] -> logits [batch]. It has no normalisation
+  layers (dropout instead)."""
   negative_slope: float = 0.3
   dropout_rate: float = 0.3
+  spectral_norm: bool = False
   dtype: jnp.dtype = jnp.float32
+  normalization = "none"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     act = lambda x: nn.leaky_relu(x, self.negative_slope)
+    sn = lambda layer: _layer(layer, self.spectral_norm, train)
     for features in (64, 128):
-      x = Conv(features, (5, 5), (2, 2), padding="SAME", dtype=self.dtype)(x)
+      x = sn(Conv(features, (5, 5), (2, 2), padding="SAME", dtype=self.dtype))(x)
       x = Dropout(self.dropout_rate, deterministic=not train)(act(x))
     x = x.reshape(x.shape[0], -1)
-    return Dense(1, dtype=self.dtype)(x)[:, 0].astype(jnp.float32)
+    return sn(Dense(1, dtype=self.dtype))(x)[:, 0].astype(jnp.float32)
 
 
 def _num_doublings(image_size: int) -> int:
@@ -99,27 +122,48 @@ class Discriminator(nn.Module):
   """Radford et al. DCGAN discriminator: [batch, size, size, C] -> logits [batch]."""
   image_size: int = 64
   base_features: int = 64  # ndf
+  normalization: str = "batch"  # see NORMALIZATIONS
+  spectral_norm: bool = False
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     n = _num_doublings(self.image_size)
-    conv = lambda f, s, p: Conv(f, (4, 4), (s, s), padding=((p, p), (p, p)), use_bias=False,
-                                kernel_init=_dcgan_init, dtype=self.dtype)
+    conv = lambda f, s, p: _layer(
+        Conv(f, (4, 4), (s, s), padding=((p, p), (p, p)), use_bias=False,
+             kernel_init=_dcgan_init, dtype=self.dtype), self.spectral_norm, train)
     x = nn.leaky_relu(conv(self.base_features, 2, 1)(x), 0.2)
     for i in range(1, n):
       x = conv(self.base_features * 2 ** i, 2, 1)(x)
-      x = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                    scale_init=_bn_scale_init, dtype=self.dtype)(x)
+      if self.normalization == "batch":
+        x = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                      scale_init=_bn_scale_init, dtype=self.dtype)(x)
+      elif self.normalization == "layer":
+        x = nn.LayerNorm(reduction_axes=(1, 2, 3), feature_axes=-1, dtype=self.dtype)(x)
       x = nn.leaky_relu(x, 0.2)
     x = conv(1, 1, 0)(x)  # 4x4 -> 1x1
     return x.reshape(x.shape[0]).astype(jnp.float32)
 
 
 def make_dcgan(image_size: int, channels: int, *, ngf: int = 64, ndf: int = 64,
+               d_normalization: str | None = None, spectral_norm: bool = False,
                dtype=jnp.float32) -> tuple[nn.Module, nn.Module]:
-  """The (generator, discriminator) pair for an image size."""
+  """The (generator, discriminator) pair for an image size.
+
+  d_normalization: the discriminator's normalisation layers (NORMALIZATIONS);
+  None keeps the architecture's own (Radford: "batch"; the 28x28 model has
+  none).
+  """
+  if d_normalization is not None and d_normalization not in NORMALIZATIONS:
+    raise ValueError(f"Unknown config.d_normalization {d_normalization!r}; use one of "
+                     f"{', '.join(NORMALIZATIONS)} (or leave it unset for the "
+                     "architecture's own).")
   if image_size == 28:
-    return MnistGenerator(channels=channels, dtype=dtype), MnistDiscriminator(dtype=dtype)
+    if d_normalization not in (None, "none"):
+      raise ValueError(f"config.d_normalization={d_normalization!r}: the 28x28 discriminator "
+                       "has no normalisation layers (it uses dropout); leave it unset.")
+    return (MnistGenerator(channels=channels, dtype=dtype),
+            MnistDiscriminator(spectral_norm=spectral_norm, dtype=dtype))
   return (Generator(image_size=image_size, channels=channels, base_features=ngf, dtype=dtype),
-          Discriminator(image_size=image_size, base_features=ndf, dtype=dtype))
+          Discriminator(image_size=image_size, base_features=ndf, spectral_norm=spectral_norm,
+                        normalization=d_normalization or "batch", dtype=dtype))

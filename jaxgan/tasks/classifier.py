@@ -20,6 +20,7 @@ import optax
 
 from jaxgan import images
 from jaxgan.models.classifiers import make_classifier
+from jaxgan.tasks.base import apply_gradients, apply_model
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
@@ -94,6 +95,7 @@ class ClassifierTask:
     self.model = make_classifier(config.model, num_classes)
     self.tx = make_optimizer(config)
     self.images_per_step = config.batch_size
+    self.batches_per_step = 1
     self.progress_keys = ("loss", "accuracy")
 
   def init_state(self, key: jax.Array) -> ClassifierState:
@@ -106,31 +108,21 @@ class ClassifierTask:
 
   def apply(self, state: ClassifierState, x: jax.Array, return_features: bool = False):
     """Inference: logits (and penultimate features) with running statistics."""
-    variables = {"params": state.params}
-    if state.batch_stats:
-      variables["batch_stats"] = state.batch_stats
-    return self.model.apply(variables, x, train=False, return_features=return_features)
+    return apply_model(self.model, state.params, state.batch_stats, x, train=False,
+                       return_features=return_features)[0]
 
   def train_step(self, state: ClassifierState, batch: dict):
     key = jax.random.fold_in(state.key, state.step)
     labels = batch["label"]
 
     def loss_fn(params):
-      variables = {"params": params}
-      if state.batch_stats:
-        variables["batch_stats"] = state.batch_stats
-        logits, updates = self.model.apply(variables, batch["image"], train=True,
-                                           rngs={"dropout": key}, mutable=["batch_stats"])
-        stats = updates["batch_stats"]
-      else:
-        logits = self.model.apply(variables, batch["image"], train=True, rngs={"dropout": key})
-        stats = state.batch_stats
+      logits, stats = apply_model(self.model, params, state.batch_stats, batch["image"],
+                                  train=True, rngs={"dropout": key})
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
       return loss, (logits, stats)
 
     (loss, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    params, opt_state = apply_gradients(self.tx, state.params, state.opt_state, grads)
     metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
                "finite": jnp.isfinite(loss).astype(jnp.float32)}
     return ClassifierState(step=state.step + 1, params=params, batch_stats=stats,

@@ -1,29 +1,54 @@
-"""GAN train state and step functions (DCGAN, non-saturating loss)."""
+"""The GAN family's train state and step functions.
+
+One task covers every member; the config chooses by name (see
+experiments/configs/gan.py for the presets):
+- `gan_loss`: the objective (`jaxgan.gan.objectives`: ns, saturating, ls,
+  hinge, wasserstein), used by both the train and the eval step;
+- `gradient_penalty` (WGAN-GP's lambda) and `r1_gamma` / `r1_every` (R1,
+  optionally lazy), composable with any objective (`jaxgan.gan.penalties`);
+- `spectral_norm`: every discriminator layer spectrally normalised;
+- `diffaugment`: DiffAugment's policy, applied to every image D sees;
+- `n_critic`: discriminator updates per generator update, each on a fresh
+  real batch; `g_learning_rate`, `d_learning_rate` and each network's Adam
+  betas (TTUR).
+
+One step: `n_critic - 1` discriminator updates, each on its own real batch
+and its own fakes; then one more on the last real batch and fakes from a
+generator forward pass whose VJP is kept; then the generator update through
+the *updated* discriminator, back-propagated into G with that VJP. With
+`n_critic = 1` and no penalty or augmentation this is exactly the DCGAN step
+this project has always run (`dcgan` preset).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgan import flat_random, losses
+from jaxgan import flat_random
+from jaxgan.gan import diffaugment, objectives, penalties
 from jaxgan.models.dcgan import make_dcgan
+from jaxgan.tasks.base import apply_gradients, apply_model, per_example_means
 
 # Eval latents come from fold_in(key, _EVAL_STREAM), apart from the per-step
 # keys fold_in(key, step) (steps stay far below 2**32 - 1).
 _EVAL_STREAM = 2**32 - 1
+# A step's keys beyond the DCGAN step's four (penalties, augmentation, extra
+# critic updates) come from fold_in(step key, _AUX_STREAM), so the DCGAN
+# step's own draws are unchanged.
+_AUX_STREAM = 2**31
 
 
 @flax.struct.dataclass
 class NetState:
   """One network's variables and optimizer state."""
   params: Any
-  batch_stats: Any
+  batch_stats: Any  # BatchNorm statistics, spectral-norm vectors (or {})
   opt_state: Any
 
 
@@ -33,62 +58,77 @@ class GANState:
   g: NetState
   d: NetState
   key: jax.Array  # raw uint32 PRNG key; step keys are fold_in(key, step)
-  # Exponential moving average of the generator's params (`ema_decay`), which
-  # the sample grids use; equal to g.params when ema_decay is 0.
+  # Exponential moving average of the generator's variables (`ema_decay`):
+  # {"params": ..., "batch_stats": ...}, the running BatchNorm statistics
+  # averaged like the weights, so the averaged generator is sampled with
+  # statistics of (nearly) the same weights. Equal to the live ones when
+  # ema_decay is 0. Sample grids and evaluation use it.
   g_ema: Any
-
-
-def _apply(model: nn.Module, net: NetState, params, x, *, train: bool, key=None):
-  """Applies `model`; returns (output, new batch_stats)."""
-  variables = {"params": params}
-  if net.batch_stats:
-    variables["batch_stats"] = net.batch_stats
-  rngs = {"dropout": key} if key is not None else {}
-  if train and net.batch_stats:
-    out, updates = model.apply(variables, x, train=True, rngs=rngs, mutable=["batch_stats"])
-    return out, updates["batch_stats"]
-  return model.apply(variables, x, train=train, rngs=rngs), net.batch_stats
 
 
 def compute_dtype(config):
   """config.compute_dtype: "float32" (default) or "bfloat16" (activations and
   matmuls; parameters, optimizer states, BatchNorm statistics and losses stay
   float32)."""
-  name = config.get("compute_dtype", "float32")
+  name = config.compute_dtype
   if name not in ("float32", "bfloat16"):
     raise ValueError(f"config.compute_dtype must be 'float32' or 'bfloat16', got {name!r}.")
   return jnp.dtype(name)
 
 
-class GANTask:
-  """A DCGAN trained with Adam and the non-saturating loss.
+def _check(ok: bool, message: str) -> None:
+  if not ok:
+    raise ValueError(message)
 
-  One step: draw z; run the generator once; update the discriminator on the
-  real batch and the (stopped-gradient) fakes; then update the generator
-  through the *updated* discriminator, back-propagating into the generator
-  with the VJP saved from the single forward pass.
-  """
+
+class GANTask:
+  """A GAN of the family, on the DCGAN architectures (jaxgan/models/dcgan.py)."""
 
   def __init__(self, config, image_shape: tuple[int, int, int]):
     self.config = config
     self.image_shape = tuple(image_shape)
+    self.objective = objectives.get(config.gan_loss)
+    self.augment_policy = diffaugment.parse_policy(config.diffaugment)
+    self.n_critic = config.n_critic
+    self.gp_weight = float(config.gradient_penalty)
+    self.r1_gamma, self.r1_every = float(config.r1_gamma), config.r1_every
+    self.ema_decay = float(config.ema_decay)
+    _check(isinstance(self.n_critic, int) and self.n_critic >= 1,
+           f"config.n_critic must be an integer >= 1, got {self.n_critic!r}.")
+    _check(isinstance(self.r1_every, int) and self.r1_every >= 1,
+           f"config.r1_every must be an integer >= 1 (1: R1 at every step), got "
+           f"{self.r1_every!r}.")
+    _check(self.gp_weight >= 0 and self.r1_gamma >= 0,
+           "config.gradient_penalty and config.r1_gamma must be >= 0 (0 disables them).")
+    _check(isinstance(config.spectral_norm, bool),
+           f"config.spectral_norm must be True or False, got {config.spectral_norm!r}.")
+    _check(0.0 <= self.ema_decay < 1.0, f"config.ema_decay must be in [0, 1) (0 disables the "
+           f"generator average); got {self.ema_decay}.")
+    _check(config.gan_loss != "wasserstein" or self.gp_weight > 0 or config.spectral_norm,
+           "config.gan_loss='wasserstein' needs a Lipschitz constraint on the critic: set "
+           "--config.gradient_penalty=10 (WGAN-GP) or --config.spectral_norm=True.")
     size, _, channels = self.image_shape
+    d_normalization = config.d_normalization
+    if d_normalization is None and size != 28:  # As the papers do (see the config).
+      d_normalization = ("layer" if self.gp_weight or self.r1_gamma else
+                         "none" if config.spectral_norm else "batch")
     self.generator, self.discriminator = make_dcgan(
-        size, channels, ngf=config.get("ngf", 64), ndf=config.get("ndf", 64),
-        dtype=compute_dtype(config))
+        size, channels, ngf=config.ngf, ndf=config.ndf, d_normalization=d_normalization,
+        spectral_norm=config.spectral_norm, dtype=compute_dtype(config))
+    _check(not (self.gp_weight or self.r1_gamma) or
+           self.discriminator.normalization != "batch",
+           "A gradient penalty (gradient_penalty, r1_gamma) is per image, but this "
+           "discriminator uses BatchNorm, which mixes the images of a batch (Gulrajani et al. "
+           "2017 drop it for this reason): set --config.d_normalization=layer (or none).")
     self.latent_dim = config.latent_dim
-    self.ema_decay = float(config.get("ema_decay", 0.0))
-    if not 0.0 <= self.ema_decay < 1.0:
-      raise ValueError(f"config.ema_decay must be in [0, 1) (0 disables the "
-                       f"generator average); got {self.ema_decay}.")
-    make_tx = lambda: optax.adam(config.learning_rate, b1=config.beta1, b2=config.beta2)
-    self.g_tx, self.d_tx = make_tx(), make_tx()
-    self.images_per_step = config.batch_size
+    self.g_tx = optax.adam(config.g_learning_rate, b1=config.g_beta1, b2=config.g_beta2)
+    self.d_tx = optax.adam(config.d_learning_rate, b1=config.d_beta1, b2=config.d_beta2)
+    self.batches_per_step = self.n_critic
+    self.images_per_step = config.batch_size * self.n_critic
     self.progress_keys = ("d_loss", "g_loss")
     # A fixed latent batch, so successive sample grids show the same z.
     self.sample_z = flat_random.normal(jax.random.PRNGKey(config.seed + 1),
                                        (config.num_sample_images, self.latent_dim))
-    self._fid_reference = self._fid_extractor = None  # built at the first evaluation
     self.sample_jit = jax.jit(self.sample, static_argnames="average")
     self._sample_fixed = jax.jit(lambda state: {
         "samples": self.sample(state, self.sample_z),
@@ -109,123 +149,175 @@ class GANTask:
 
     g = net(g_vars, self.g_tx)
     return GANState(step=jnp.zeros((), jnp.int32), g=g, d=net(d_vars, self.d_tx),
-                    key=state_key, g_ema=g.params)
+                    key=state_key, g_ema={"params": g.params, "batch_stats": g.batch_stats})
+
+  # -- pieces of the step ------------------------------------------------------
+  def _d(self, params, batch_stats, x, *, train: bool, key=None):
+    rngs = {"dropout": key} if key is not None else None
+    return apply_model(self.discriminator, params, batch_stats, x, train=train, rngs=rngs)
+
+  def _augment(self, x, key):
+    if not self.augment_policy:
+      return x
+    return diffaugment.augment(x, key, self.augment_policy)
+
+  def _penalty_terms(self, params, d: NetState, real, fake, key) -> dict:
+    """The weighted penalties added to D's loss at this step: {name: (weight, value)}."""
+    eps_key, drop = jax.random.split(key)
+    # D as a function of its input alone (its statistics are not updated by
+    # the penalty's extra passes).
+    d_fn = lambda x: self._d(params, d.batch_stats, x, train=True, key=drop)[0]
+    terms = {}
+    if self.gp_weight:
+      eps = jax.random.uniform(eps_key, (real.shape[0],), jnp.float32)
+      terms["gradient_penalty"] = (self.gp_weight,
+                                   penalties.gradient_penalty(d_fn, real, fake, eps))
+    if self.r1_gamma and self.r1_every == 1:
+      terms["r1"] = (0.5 * self.r1_gamma, penalties.r1_penalty(d_fn, real))
+    return terms
+
+  def _lazy_r1(self, d: NetState, real, key, step):
+    """Lazy R1 (Karras et al. 2020): every r1_every steps, the penalty's
+    gradient scaled by r1_every (the same strength on average); zero
+    gradients otherwise. -> (grads, penalty value or 0)."""
+    drop = jax.random.fold_in(key, 1)
+    weight = 0.5 * self.r1_gamma * self.r1_every
+
+    def penalty(params):
+      d_fn = lambda x: self._d(params, d.batch_stats, x, train=True, key=drop)[0]
+      return weight * penalties.r1_penalty(d_fn, real)
+
+    def active():
+      value, grads = jax.value_and_grad(penalty)(d.params)
+      return grads, value / weight
+
+    def inactive():
+      return jax.tree.map(jnp.zeros_like, d.params), jnp.zeros((), jnp.float32)
+
+    return jax.lax.cond(step % self.r1_every == 0, active, inactive)
+
+  def _d_update(self, d: NetState, real, fake, drop_real, drop_fake, aux_key, step):
+    """One discriminator update on `real` and (constant) `fake` images.
+    -> (new D state, metrics, D's outputs on the real images)."""
+    aug_real, aug_fake, penalty_key = jax.random.split(aux_key, 3)
+    real_in, fake_in = self._augment(real, aug_real), self._augment(fake, aug_fake)
+
+    def loss_fn(params):
+      real_out, stats = self._d(params, d.batch_stats, real_in, train=True, key=drop_real)
+      fake_out, stats = self._d(params, stats, fake_in, train=True, key=drop_fake)
+      losses = self.objective(real_out, fake_out)
+      total, logged = losses.d_loss, {}
+      for name, (weight, value) in self._penalty_terms(params, d, real_in, fake_in,
+                                                       penalty_key).items():
+        total, logged[name] = total + weight * value, value
+      return total, (stats, real_out, losses, logged)
+
+    (_, (stats, real_out, losses, logged)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(d.params)
+    if self.r1_gamma and self.r1_every > 1:
+      r1_grads, logged["r1"] = self._lazy_r1(d, real_in, penalty_key, step)
+      grads = jax.tree.map(jnp.add, grads, r1_grads)
+    params, opt_state = apply_gradients(self.d_tx, d.params, d.opt_state, grads)
+    metrics = {"d_loss": losses.d_loss, **losses.metrics, **logged}
+    return NetState(params=params, batch_stats=stats, opt_state=opt_state), metrics, real_out
 
   # -- training --------------------------------------------------------------
   def train_step(self, state: GANState, batch: dict) -> tuple[GANState, dict]:
-    real = batch["image"]
+    reals = batch["image"]  # [n_critic, B, ...] when n_critic > 1
     key = jax.random.fold_in(state.key, state.step)
     z_key, drop_real, drop_fake, drop_g = jax.random.split(key, 4)
-    z = flat_random.normal(z_key, (real.shape[0], self.latent_dim))
+    aux = jax.random.fold_in(key, _AUX_STREAM)
+    d, g_stats = state.d, state.g.batch_stats
+
+    if self.n_critic > 1:
+      # The first n_critic - 1 critic updates, each on its own real batch
+      # and fresh fakes (generator in training mode, as in the last one).
+      # Unrolled: XLA's CPU backend ran them ~20x slower as a lax.scan loop.
+      for i in range(self.n_critic - 1):
+        k_z, k_real, k_fake, k_aux = jax.random.split(jax.random.fold_in(aux, i + 1), 4)
+        z = flat_random.normal(k_z, (reals.shape[1], self.latent_dim))
+        fake, g_stats = apply_model(self.generator, state.g.params, g_stats, z, train=True)
+        d, _, _ = self._d_update(d, reals[i], fake, k_real, k_fake, k_aux, state.step)
+      reals = reals[-1]
+
+    z = flat_random.normal(z_key, (reals.shape[0], self.latent_dim))
 
     # The generator's forward pass, once; its VJP is reused for the G update.
     def generate(g_params):
-      return _apply(self.generator, state.g, g_params, z, train=True)
+      return apply_model(self.generator, g_params, g_stats, z, train=True)
 
-    fake, g_vjp, g_batch_stats = jax.vjp(generate, state.g.params, has_aux=True)
-
-    # Discriminator update on real and (constant) fake images.
-    def d_loss_fn(d_params):
-      real_logits, stats = _apply(self.discriminator, state.d, d_params, real,
-                                  train=True, key=drop_real)
-      fake_logits, stats = _apply(self.discriminator, state.d.replace(batch_stats=stats),
-                                  d_params, fake, train=True, key=drop_fake)
-      loss = losses.gan_discriminator_loss(real_logits, fake_logits)
-      return loss, (stats, real_logits, fake_logits)
-
-    (d_loss, (d_stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(
-        d_loss_fn, has_aux=True)(state.d.params)
-    d_updates, d_opt_state = self.d_tx.update(d_grads, state.d.opt_state, state.d.params)
-    d = NetState(params=optax.apply_updates(state.d.params, d_updates),
-                 batch_stats=d_stats, opt_state=d_opt_state)
+    fake, g_vjp, g_stats = jax.vjp(generate, state.g.params, has_aux=True)
+    d, metrics, real_out = self._d_update(d, reals, fake, drop_real, drop_fake,
+                                          jax.random.fold_in(aux, 0), state.step)
 
     # Generator update through the updated discriminator.
+    aug_g = jax.random.fold_in(aux, 2**30)
+
     def g_loss_fn(fake_images):
-      logits, stats = _apply(self.discriminator, d, d.params, fake_images, train=True,
-                             key=drop_g)
-      return losses.gan_generator_loss(logits), (stats, logits)
+      out, stats = self._d(d.params, d.batch_stats, self._augment(fake_images, aug_g),
+                           train=True, key=drop_g)
+      losses = self.objective(jax.lax.stop_gradient(real_out), out)
+      return losses.g_loss, (stats, losses.metrics)
 
-    (g_loss, (d_stats, fake_logits_after)), fake_grad = jax.value_and_grad(
-        g_loss_fn, has_aux=True)(fake)
+    (g_loss, (d_stats, after)), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
     (g_grads,) = g_vjp(fake_grad)
-    g_updates, g_opt_state = self.g_tx.update(g_grads, state.g.opt_state, state.g.params)
-    g = NetState(params=optax.apply_updates(state.g.params, g_updates),
-                 batch_stats=g_batch_stats, opt_state=g_opt_state)
+    g_params, g_opt_state = apply_gradients(self.g_tx, state.g.params, state.g.opt_state,
+                                            g_grads)
+    g = NetState(params=g_params, batch_stats=g_stats, opt_state=g_opt_state)
     d = d.replace(batch_stats=d_stats)
-    g_ema = self._update_ema(state.g_ema, g.params, state.step)
+    g_ema = self._update_ema(state.g_ema, {"params": g.params, "batch_stats": g.batch_stats},
+                             state.step)
 
-    metrics = {
-        "d_loss": d_loss,
-        "g_loss": g_loss,
-        "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),  # D(x)
-        "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),  # D(G(z)) before the D update
-        "d_fake_after": jnp.mean(jax.nn.sigmoid(fake_logits_after)),  # ... and after
-    }
-    metrics["finite"] = jnp.isfinite(d_loss + g_loss).astype(jnp.float32)
+    metrics = {"d_loss": metrics.pop("d_loss"), "g_loss": g_loss, **metrics,
+               **{f"{k}_after": v for k, v in after.items() if k.endswith("_fake")}}
+    total = sum(metrics.values())
+    metrics["finite"] = jnp.isfinite(total).astype(jnp.float32)
     return GANState(step=state.step + 1, g=g, d=d, key=state.key, g_ema=g_ema), metrics
 
-  def _update_ema(self, ema, params, step):
-    """ema <- decay * ema + (1 - decay) * params, with the decay warmed up as
+  def _update_ema(self, ema, current, step):
+    """ema <- decay * ema + (1 - decay) * current, with the decay warmed up as
     min(ema_decay, (1 + step) / (10 + step)) so early averages are not
     dominated by the initialisation (as tf.train.ExponentialMovingAverage
     with num_updates)."""
     if not self.ema_decay:
-      return params
+      return current
     t = step.astype(jnp.float32)
     decay = jnp.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
-    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, current)
 
   # -- evaluation -----------------------------------------------------------------
   def eval_step(self, state: GANState, batch: dict, batch_index: jax.Array) -> dict:
-    """The discriminator on held-out real images and on fresh fakes (eval mode).
-
-    A growing gap between `eval_d_real` and the training `d_real` shows the
-    discriminator memorising the training set.
-    """
+    """The objective's losses and metrics on held-out real images and fresh
+    fakes (both networks in eval mode, no augmentation). A growing gap
+    between e.g. `eval_d_real` and the training `d_real` shows the
+    discriminator memorising the training set."""
     real, mask = batch["image"], batch["mask"]
     key = jax.random.fold_in(jax.random.fold_in(state.key, _EVAL_STREAM), batch_index)
     z = flat_random.normal(key, (real.shape[0], self.latent_dim))
-    fake, _ = _apply(self.generator, state.g, state.g.params, z, train=False)
-    real_logits, _ = _apply(self.discriminator, state.d, state.d.params, real, train=False)
-    fake_logits, _ = _apply(self.discriminator, state.d, state.d.params, fake, train=False)
-    d_loss = jax.nn.softplus(-real_logits) + jax.nn.softplus(fake_logits)
-    return {
-        "d_loss": jnp.sum(d_loss * mask),
-        "d_real": jnp.sum(jax.nn.sigmoid(real_logits) * mask),
-        "d_fake": jnp.sum(jax.nn.sigmoid(fake_logits) * mask),
-        "count": jnp.sum(mask),
-    }
+    fake, _ = apply_model(self.generator, state.g.params, state.g.batch_stats, z, train=False)
+    real_out, _ = self._d(state.d.params, state.d.batch_stats, real, train=False)
+    fake_out, _ = self._d(state.d.params, state.d.batch_stats, fake, train=False)
+    losses = self.objective(real_out, fake_out, mask)
+    count = jnp.sum(mask)
+    # Every entry is a mean over the batch's real examples: times the count
+    # it adds up over batches to the split's sum.
+    values = {"d_loss": losses.d_loss, "g_loss": losses.g_loss, **losses.metrics}
+    return {**{k: v * count for k, v in values.items()}, "count": count}
 
-  def sample_metrics(self, state: GANState, data) -> dict:
-    """FID and KID of `num_eval_samples` samples against the eval split, in
-    the features `fid_features` names: a classifier run directory, or
-    "inception[:WEIGHTS]" (nothing when unset)."""
-    if not self.config.get("fid_features") or not self.config.eval_split:
-      return {}
-    from jaxgan import evaluation, metrics
-    if self._fid_reference is None:
-      self._fid_extractor = evaluation.make_extractor(self.config.fid_features)
-      real = data.first_images(self.config.eval_split)
-      self._fid_reference = self._fid_extractor(real)[0]
-    num = self.config.get("num_eval_samples", 1000)
-    fake = self._fid_extractor(evaluation.generate(self, state, num, self.config.seed))[0]
-    real = self._fid_reference
-    kid_mean, kid_std = metrics.kernel_inception_distance(
-        real, fake, num_subsets=100,
-        subset_size=evaluation.kid_subset_size(len(real), len(fake)))
-    return {"fid": metrics.fid_from_features(real, fake), "kid_mean": kid_mean,
-            "kid_std": kid_std}
+  def summarize_eval(self, totals: dict, step: int, outdir: str | None) -> dict:
+    return per_example_means(totals)
 
   # -- artifacts ---------------------------------------------------------------------
   def sample(self, state: GANState, z: jax.Array, average: bool = True) -> jax.Array:
     """Generator images in [-1, 1] for latents z, BatchNorm in inference mode.
 
-    average: use the parameter average `g_ema` (the generator to judge and
-    evaluate) rather than the live training parameters. The running BatchNorm
-    statistics are the live network's in both cases.
+    average: use the averaged generator `g_ema` (weights and running
+    statistics; the generator to judge and evaluate) rather than the live
+    training one.
     """
-    params = state.g_ema if average else state.g.params
-    return _apply(self.generator, state.g, params, z, train=False)[0]
+    net = state.g_ema if average else {"params": state.g.params,
+                                       "batch_stats": state.g.batch_stats}
+    return apply_model(self.generator, net["params"], net["batch_stats"], z, train=False)[0]
 
   def sample_images(self, state: GANState) -> dict[str, np.ndarray]:
     """The grids the loop saves, on a fixed latent batch: "samples" from the

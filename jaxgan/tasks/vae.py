@@ -24,6 +24,7 @@ import optax
 
 from jaxgan import flat_random, likelihoods
 from jaxgan.models.vae import make_vae
+from jaxgan.tasks.base import apply_gradients, per_example_means
 
 _EVAL_STREAM = 2**32 - 1
 BINARIZATIONS = ("dynamic", "threshold", "none")
@@ -70,8 +71,8 @@ class VAETask:
       raise ValueError("config.num_importance_samples must be >= 1 (1 gives the ELBO).")
     self.tx = optax.adam(config.learning_rate)
     self.images_per_step = config.batch_size
+    self.batches_per_step = 1
     self.progress_keys = ("neg_elbo", "kl")
-    self.eval_info = {"nll_k": self.num_importance_samples}
     self.num_dims = int(np.prod(self.image_shape))
     self.prior_z = flat_random.normal(jax.random.PRNGKey(config.seed + 1),
                                       (config.num_sample_images, self.latent_dim))
@@ -131,8 +132,7 @@ class VAETask:
       return jnp.mean(weight * kl - rec), (rec, kl)
 
     (loss, (rec, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    params, opt_state = apply_gradients(self.tx, state.params, state.opt_state, grads)
     metrics = {"loss": loss, "neg_elbo": jnp.mean(kl - rec), "rec_nll": -jnp.mean(rec),
                "kl": jnp.mean(kl), "kl_weight": weight}
     if self.likelihood != "bernoulli":
@@ -192,6 +192,10 @@ class VAETask:
       sums["neg_elbo_bpd"] = sums["neg_elbo"] / per_dim
       sums["nll_bpd"] = sums["nll"] / per_dim
     return sums
+
+  def summarize_eval(self, totals: dict, step: int, outdir: str | None) -> dict:
+    """Per-image averages, and `nll_k`: the importance samples behind `nll`."""
+    return {**per_example_means(totals), "nll_k": self.num_importance_samples}
 
   # -- figures -----------------------------------------------------------------------
   def _make_figures(self, params) -> dict:

@@ -1,0 +1,118 @@
+"""Feature extractors: images in [-1, 1] -> (features [N, D], class
+probabilities [N, K]), with a `protocol` dict that describes them.
+
+`ClassifierExtractor`: a classifier trained by `experiments.classifier` on
+the same dataset (penultimate layer, softmax), restored from its run
+directory; works offline. `InceptionExtractor`: the standard FID network
+(pool3, 2048-d) with weights from a local file. `make_extractor(spec)` picks
+one by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgan.data import DataError
+from jaxgan.evaluation.runs import checkpoint_hash, restore_run
+
+
+def fit_images(images: np.ndarray, shape: tuple[int, int, int]) -> jax.Array:
+  """Images [N, H, W, C] in [-1, 1] -> `shape` (bilinear resize; grey to RGB
+  by repetition, RGB to grey by averaging)."""
+  x = jnp.asarray(images, jnp.float32)
+  h, w, c = shape
+  if x.shape[-1] != c:
+    x = jnp.repeat(x, c, axis=-1) if x.shape[-1] == 1 else jnp.mean(x, -1, keepdims=True)
+  if x.shape[1:3] != (h, w):
+    x = jax.image.resize(x, (x.shape[0], h, w, c), "bilinear")
+  return x
+
+
+class ClassifierExtractor:
+  """Penultimate-layer features and softmax of an `experiments.classifier` run."""
+
+  def __init__(self, run_dir: str, step: int | None = None, batch_size: int = 500):
+    from jaxgan.tasks.classifier import ClassifierTask
+    run_dir = os.path.abspath(run_dir)
+    make = lambda cfg, data: ClassifierTask(cfg, data.info.image_shape, data.info.num_classes)
+    try:
+      config, _, task, state, step = restore_run(run_dir, make, step)
+    except DataError as e:
+      raise DataError(f"Cannot load the feature classifier: {e} Train one on the same "
+                      "dataset with: python -m experiments.classifier --workdir "
+                      f"{run_dir} --config.dataset=...") from None
+    self.image_shape = task.image_shape
+    self.batch_size = batch_size
+    self.protocol = {
+        "extractor": f"classifier:{config.model}",
+        "extractor_run": run_dir,
+        "extractor_step": step,
+        "extractor_checkpoint_sha256": checkpoint_hash(run_dir, step),
+        "extractor_dataset": config.dataset,
+        "features": "penultimate layer",
+        "resize": f"bilinear to {self.image_shape[0]}x{self.image_shape[1]}",
+    }
+    self._apply = jax.jit(lambda x: _features_and_probs(task, state, x))
+
+  def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return _in_batches(lambda x: self._apply(fit_images(x, self.image_shape)), images,
+                       self.batch_size)
+
+
+class InceptionExtractor:
+  """The standard FID InceptionV3 (pytorch-fid's weights, read from a local
+  file): pool3 features [N, 2048] and softmax over its 1008 logits."""
+
+  def __init__(self, weights: str | None = None, batch_size: int = 50):
+    from jaxgan.models import inception
+    variables, path = inception.load_fid_variables(weights)
+    self.image_shape = (inception.INPUT_SIZE, inception.INPUT_SIZE, 3)
+    self.batch_size = batch_size
+    with open(path, "rb") as f:
+      digest = hashlib.file_digest(f, "sha256").hexdigest()
+    self.protocol = {
+        "extractor": "inception_v3_fid",
+        "extractor_weights": path,
+        "extractor_checkpoint_sha256": digest,
+        "features": "pool3 (2048)",
+        "resize": "bilinear (half-pixel centres, no antialiasing) to 299x299; grey repeated to RGB",
+    }
+    model = inception.FIDInceptionV3()
+    self._apply = jax.jit(lambda x: _inception_outputs(model, variables, x))
+
+  def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return _in_batches(lambda x: self._apply(jnp.asarray(x, jnp.float32)), images,
+                       self.batch_size)
+
+
+def _in_batches(apply, images: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """(features, probabilities) of `images`, `batch_size` at a time."""
+  features, probs = [], []
+  for i in range(0, len(images), batch_size):
+    f, p = apply(images[i:i + batch_size])
+    features.append(np.asarray(f))
+    probs.append(np.asarray(p))
+  return np.concatenate(features), np.concatenate(probs)
+
+
+def _inception_outputs(model, variables, x):
+  pool3, logits = model.apply(variables, x)
+  return pool3, jax.nn.softmax(logits)
+
+
+def make_extractor(spec: str):
+  """"inception" (weights at the default path), "inception:PATH", or the run
+  directory of an `experiments.classifier` run."""
+  if spec == "inception" or spec.startswith("inception:"):
+    return InceptionExtractor(spec.partition(":")[2] or None)
+  return ClassifierExtractor(spec)
+
+
+def _features_and_probs(task, state, x):
+  logits, features = task.apply(state, x, return_features=True)
+  return features, jax.nn.softmax(logits)

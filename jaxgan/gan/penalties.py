@@ -1,0 +1,44 @@
+"""Gradient penalties on the discriminator's input gradient.
+
+Both take `d_fn(x) -> outputs [batch]`, a discriminator whose output for one
+image does not depend on the other images of the batch (no BatchNorm: the
+GAN task refuses that pairing), so the gradient of sum(d_fn(x)) with respect
+to x holds each image's own input gradient. They are differentiated again,
+with respect to D's parameters, by the train step: jaxgan's custom-VJP
+layers (`Conv`, `BatchNorm`) have differentiable backward passes, so second
+derivatives go through them (tests/test_gan_family.py checks them against
+flax's layers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+
+def _input_gradients(d_fn: Callable, x: jax.Array) -> jax.Array:
+  """Per-image gradients of D's output, flattened: [batch, pixels]."""
+  grads = jax.grad(lambda v: jnp.sum(d_fn(v).astype(jnp.float32)))(x)
+  return grads.reshape(x.shape[0], -1).astype(jnp.float32)
+
+
+def gradient_penalty(d_fn: Callable, real: jax.Array, fake: jax.Array,
+                     eps: jax.Array) -> jax.Array:
+  """WGAN-GP (Gulrajani et al. 2017): E (||grad D(x_hat)||_2 - 1)^2 at
+  x_hat = eps * real + (1 - eps) * fake, eps [batch] ~ U[0, 1] per image.
+  (The caller multiplies by lambda.)"""
+  e = eps.reshape((-1,) + (1,) * (real.ndim - 1)).astype(real.dtype)
+  x_hat = e * real + (1.0 - e) * fake
+  g = _input_gradients(d_fn, x_hat)
+  # The small constant keeps the norm's gradient finite where grad D is 0.
+  norms = jnp.sqrt(jnp.sum(g * g, axis=1) + 1e-12)
+  return jnp.mean(jnp.square(norms - 1.0))
+
+
+def r1_penalty(d_fn: Callable, real: jax.Array) -> jax.Array:
+  """R1 (Mescheder et al. 2018): E ||grad D(x)||^2 on real images. (The
+  caller multiplies by gamma / 2.)"""
+  g = _input_gradients(d_fn, real)
+  return jnp.mean(jnp.sum(g * g, axis=1))

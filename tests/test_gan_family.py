@@ -1,0 +1,334 @@
+"""The GAN family: objectives, gradient penalties through the custom layers,
+spectral normalisation, DiffAugment, n_critic, presets and config errors."""
+
+import os
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import TINY_DCGAN, normal, random_init
+from experiments import gan as gan_experiment
+from experiments.configs import gan as gan_configs
+from jaxgan.checkpoint import Checkpointer
+from jaxgan.gan import diffaugment, objectives, penalties
+from jaxgan.models import layers
+from jaxgan.models.dcgan import MnistDiscriminator
+from jaxgan.tasks import Task, apply_model
+from jaxgan.tasks.gan import GANTask
+from jaxgan.writers import read_metrics
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config(preset="dcgan", **overrides):
+  config = gan_configs.get_config(preset)
+  config.update(dict(batch_size=16, num_sample_images=16))
+  config.update(overrides)
+  return config
+
+
+# -- objectives --------------------------------------------------------------------
+
+REAL = np.array([1.5, -0.5, 0.25], np.float32)
+FAKE = np.array([0.5, -2.0, 1.0], np.float32)
+_sig = lambda v: 1.0 / (1.0 + np.exp(-v))
+_sp = lambda v: np.log1p(np.exp(v))
+N = len(REAL)
+# name -> (d_loss, g_loss, dD/dreal, dD/dfake, dG/dfake), written out by hand.
+HAND = {
+    "ns": (np.mean(_sp(-REAL)) + np.mean(_sp(FAKE)), np.mean(_sp(-FAKE)),
+           -_sig(-REAL) / N, _sig(FAKE) / N, -_sig(-FAKE) / N),
+    "saturating": (np.mean(_sp(-REAL)) + np.mean(_sp(FAKE)), -np.mean(_sp(FAKE)),
+                   -_sig(-REAL) / N, _sig(FAKE) / N, -_sig(FAKE) / N),
+    "ls": (0.5 * np.mean((REAL - 1) ** 2) + 0.5 * np.mean(FAKE ** 2),
+           0.5 * np.mean((FAKE - 1) ** 2), (REAL - 1) / N, FAKE / N, (FAKE - 1) / N),
+    "hinge": (np.mean(np.maximum(0, 1 - REAL)) + np.mean(np.maximum(0, 1 + FAKE)),
+              -np.mean(FAKE), -(REAL < 1).astype(np.float32) / N, (FAKE > -1).astype(np.float32) / N, -np.ones(N) / N),
+    "wasserstein": (np.mean(FAKE) - np.mean(REAL), -np.mean(FAKE), -np.ones(N) / N,
+                    np.ones(N) / N, -np.ones(N) / N),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HAND))
+def test_objective_values_and_gradients_by_hand(name):
+  fn = objectives.get(name)
+  d, g, dd_real, dd_fake, dg_fake = HAND[name]
+  out = fn(jnp.asarray(REAL), jnp.asarray(FAKE))
+  np.testing.assert_allclose(out.d_loss, d, rtol=1e-6)
+  np.testing.assert_allclose(out.g_loss, g, rtol=1e-6)
+  grad_d = jax.grad(lambda r, f: fn(r, f).d_loss, argnums=(0, 1))(REAL, FAKE)
+  np.testing.assert_allclose(grad_d[0], dd_real, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(grad_d[1], dd_fake, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(jax.grad(lambda f: fn(REAL, f).g_loss)(FAKE), dg_fake,
+                             rtol=1e-5, atol=1e-7)
+  # Weights (the eval mask) give the mean over the weighted examples only.
+  w = np.array([1.0, 1.0, 0.0], np.float32)
+  masked = fn(jnp.asarray(REAL), jnp.asarray(FAKE), jnp.asarray(w))
+  part = fn(jnp.asarray(REAL[:2]), jnp.asarray(FAKE[:2]))
+  np.testing.assert_allclose(masked.d_loss, part.d_loss, rtol=1e-6)
+  for k in part.metrics:
+    np.testing.assert_allclose(masked.metrics[k], part.metrics[k], rtol=1e-6)
+
+
+def test_metrics_mean_what_the_objective_means():
+  ns = objectives.get("ns")(jnp.asarray(REAL), jnp.asarray(FAKE)).metrics
+  np.testing.assert_allclose(ns["d_real"], np.mean(_sig(REAL)), rtol=1e-6)  # probabilities
+  w = objectives.get("wasserstein")(jnp.asarray(REAL), jnp.asarray(FAKE)).metrics
+  assert set(w) == {"critic_real", "critic_fake", "w_distance"}  # no sigmoid of a critic
+  np.testing.assert_allclose(w["w_distance"], np.mean(REAL) - np.mean(FAKE), rtol=1e-6)
+  with pytest.raises(ValueError, match="Unknown config.gan_loss 'wgan'.*ns, saturating, ls, "
+                     "hinge, wasserstein"):
+    objectives.get("wgan")
+
+
+# -- gradient penalties ------------------------------------------------------------
+
+class _Linear(nn.Module):
+  """D(x) = a . x + b as one strided jaxgan Conv (its custom VJP path)."""
+
+  @nn.compact
+  def __call__(self, x):
+    return layers.Conv(1, (8, 8), (2, 2), padding="VALID")(x).reshape(x.shape[0])
+
+
+def test_penalties_of_a_linear_discriminator_through_the_custom_conv():
+  """D(x) = a . x: grad D = a, so WGAN-GP's term is (|a| - 1)^2 and R1's is
+  |a|^2, at every input; their gradients with respect to a (second
+  derivatives through Conv's custom VJP) are 2(|a| - 1) a / |a| and 2a."""
+  d = _Linear()
+  variables = random_init(d, jnp.zeros((1, 8, 8, 1)), seed=3)
+  a = np.asarray(variables["params"]["Conv_0"]["kernel"]).ravel()
+  norm = np.linalg.norm(a)
+  real, fake = normal((5, 8, 8, 1), seed=1), normal((5, 8, 8, 1), seed=2)
+  eps = jnp.linspace(0.0, 1.0, 5)
+  gp = lambda p: penalties.gradient_penalty(lambda x: d.apply(p, x), real, fake, eps)
+  r1 = lambda p: penalties.r1_penalty(lambda x: d.apply(p, x), real)
+  np.testing.assert_allclose(gp(variables), (norm - 1) ** 2, rtol=1e-5)
+  np.testing.assert_allclose(r1(variables), norm ** 2, rtol=1e-5)
+  grad_a = lambda f: np.asarray(jax.grad(f)(variables)["params"]["Conv_0"]["kernel"]).ravel()
+  np.testing.assert_allclose(grad_a(gp), 2 * (norm - 1) * a / norm, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(grad_a(r1), 2 * a, rtol=1e-4, atol=1e-6)
+
+
+class _Net(nn.Module):
+  conv: type
+  norm: type
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.leaky_relu(self.conv(4, (3, 3), (2, 2), padding="SAME")(x), 0.2)
+    x = self.norm(use_running_average=False)(x)
+    return jnp.sum(jnp.tanh(x), axis=(1, 2, 3))
+
+
+def test_second_derivatives_through_custom_layers_equal_flax():
+  """The penalties' parameter gradients (a gradient of an input gradient)
+  through jaxgan's Conv and BatchNorm equal those through flax's layers."""
+  x, fake = normal((6, 8, 8, 2), seed=4), normal((6, 8, 8, 2), seed=5)
+  ours, theirs = _Net(layers.Conv, layers.BatchNorm), _Net(nn.Conv, nn.BatchNorm)
+  variables = random_init(ours, x)
+  assert jax.tree.structure(variables) == jax.tree.structure(random_init(theirs, x))
+
+  def grads(model):
+    d_fn = lambda p: lambda v: model.apply({**variables, "params": p}, v,
+                                           mutable=["batch_stats"])[0]
+    loss = lambda p: (penalties.gradient_penalty(d_fn(p), x, fake, jnp.full((6,), 0.4))
+                      + penalties.r1_penalty(d_fn(p), x))
+    return jax.grad(loss)(variables["params"])
+
+  for a, b in zip(jax.tree.leaves(grads(ours)), jax.tree.leaves(grads(theirs))):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5 * float(np.abs(b).max()))
+
+
+# -- spectral normalisation ------------------------------------------------------------
+
+def test_spectral_norm_estimates_the_largest_singular_value(tmp_path):
+  d = MnistDiscriminator(spectral_norm=True)
+  x = normal((4, 28, 28, 1))
+  variables = jax.jit(lambda k: d.init(k, x, train=False))(jax.random.PRNGKey(0))
+  params, stats = variables["params"], variables["batch_stats"]
+  step = jax.jit(lambda s: apply_model(d, params, s, x, train=True,
+                                       rngs={"dropout": jax.random.PRNGKey(1)})[1])
+  evaluate = jax.jit(lambda s: apply_model(d, params, s, x, train=False)[1])
+  # u changes in training only.
+  trained = step(stats)
+  assert all(np.array_equal(a, b) for a, b in
+             zip(jax.tree.leaves(evaluate(stats)), jax.tree.leaves(stats)))
+  assert not all(np.array_equal(a, b) for a, b in
+                 zip(jax.tree.leaves(trained), jax.tree.leaves(stats)))
+  for _ in range(300):  # power iterations, one per training forward pass
+    stats = step(stats)
+  flat_params = {"/".join(k.key for k in path): v for path, v in
+                 jax.tree_util.tree_leaves_with_path(params)}
+  sigmas = {"/".join(k.key for k in path): v for path, v in
+            jax.tree_util.tree_leaves_with_path(stats) if path[-1].key.endswith("sigma")}
+  assert len(sigmas) == 3  # two convolutions and the dense layer
+  for name, sigma in sigmas.items():  # SpectralNorm_i/<layer>/kernel/sigma
+    kernel = flat_params[name.split("/", 1)[1].rsplit("/", 1)[0]]
+    kernel = np.asarray(kernel).reshape(-1, kernel.shape[-1])
+    top = np.linalg.svd(kernel / float(sigma), compute_uv=False)[0]
+    assert abs(top - 1.0) < 1e-3, (name, top)
+  # The vectors survive a checkpoint round trip.
+  ckpt = Checkpointer(str(tmp_path))
+  ckpt.save(1, {"batch_stats": stats})
+  ckpt.wait()
+  restored = Checkpointer(str(tmp_path)).restore({"batch_stats": jax.tree.map(jnp.zeros_like,
+                                                                             stats)})
+  for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(restored["batch_stats"])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  ckpt.close()
+
+
+# -- DiffAugment -------------------------------------------------------------------------
+
+def test_diffaugment_is_keyed_exact_and_differentiable():
+  x = normal((6, 16, 16, 3), seed=7)
+  policy = diffaugment.parse_policy("color,translation,cutout")
+  k1, k2 = jax.random.PRNGKey(1), jax.random.PRNGKey(2)
+  a = diffaugment.augment(x, k1, policy)
+  np.testing.assert_array_equal(a, diffaugment.augment(x, k1, policy))
+  assert not np.allclose(a, diffaugment.augment(x, k2, policy))
+  # Translation and cutout are linear in x: <f(x), w> = <x, f^T w>, with
+  # f^T w from the gradient (so the gradient is the exact adjoint).
+  w = normal(x.shape, seed=8)
+  for name in ("translation", "cutout"):
+    f = lambda v: diffaugment.augment(v, k1, (name,))
+    adjoint = jax.grad(lambda v: jnp.sum(f(v) * w))(x)
+    np.testing.assert_allclose(jnp.sum(f(x) * w), jnp.sum(x * adjoint), rtol=1e-5)
+  grad = jax.grad(lambda v: jnp.sum(diffaugment.augment(v, k1, policy) ** 2))(x)
+  assert np.all(np.isfinite(grad)) and np.any(grad != 0)
+
+
+def test_translation_and_cutout_do_what_they_say():
+  one = np.zeros((64, 28, 28, 1), np.float32)
+  one[:, 14, 14] = 1.0
+  moved = np.asarray(diffaugment.translation(jnp.asarray(one), jax.random.PRNGKey(3)))
+  ys, xs = np.nonzero(moved[..., 0].sum(0))
+  assert moved.sum() == 64 and set(np.abs(ys - 14)) | set(np.abs(xs - 14)) <= set(range(5))
+  assert len(set(ys)) > 3 and len(set(xs)) > 3  # shifts of up to round(28 / 8) = 4
+  mask = np.asarray(diffaugment.cutout_mask(jax.random.PRNGKey(4), 64, 28, 28))[..., 0]
+  for m in mask:
+    rows, cols = np.nonzero(1 - m)
+    assert rows.max() - rows.min() + 1 <= 14 and cols.max() - cols.min() + 1 <= 14
+    assert (1 - m).sum() == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+  assert ((1 - mask).sum(axis=(1, 2)) == 14 * 14).any()  # whole squares inside the image
+
+
+def test_diffaugment_reaches_real_and_fake_images(monkeypatch):
+  """The train step augments D's real batch, its fakes, and the fakes of the
+  generator update; evaluation sees clean images."""
+  calls = []
+  original = diffaugment.augment
+  monkeypatch.setattr(diffaugment, "augment",
+                      lambda x, key, policy: calls.append(policy) or original(x, key, policy))
+  task = GANTask(_config("dcgan_diffaug", **TINY_DCGAN), (16, 16, 1))
+  state = jax.eval_shape(task.init_state, jax.random.PRNGKey(0))
+  batch = {"image": jax.ShapeDtypeStruct((16, 16, 16, 1), jnp.float32),
+           "label": jax.ShapeDtypeStruct((16,), jnp.int32)}
+  jax.eval_shape(task.train_step, state, batch)
+  assert calls == [("color", "translation", "cutout")] * 3
+  calls.clear()
+  jax.eval_shape(task.eval_step, state, {**batch, "mask": jax.ShapeDtypeStruct((16,),
+                                                                            jnp.float32)},
+                 jnp.int32(0))
+  assert calls == []
+
+
+# -- the step, n_critic and presets ---------------------------------------------------------
+
+def test_n_critic_step_takes_one_real_batch_per_critic_update():
+  task = GANTask(_config("wgan_gp", n_critic=3, **TINY_DCGAN), (16, 16, 1))
+  assert (task.batches_per_step, task.images_per_step) == (3, 48)
+  assert isinstance(task, Task)
+  state = jax.eval_shape(task.init_state, jax.random.PRNGKey(0))
+  batch = lambda *s: {"image": jax.ShapeDtypeStruct(s + (16, 16, 1), jnp.float32)}
+  _, metrics = jax.eval_shape(task.train_step, state, batch(3, 16))
+  assert {"gradient_penalty", "w_distance", "critic_fake_after"} <= set(metrics)
+  with pytest.raises(Exception):
+    jax.eval_shape(task.train_step, state, batch(16))  # one batch is not three
+
+
+def test_lazy_r1_applies_every_r1_every_steps():
+  task = GANTask(_config(r1_gamma=1.0, r1_every=2, **TINY_DCGAN, d_normalization="none"),
+                 (16, 16, 1))
+  step = jax.jit(task.train_step)
+  state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
+  batch = {"image": normal((16, 16, 16, 1)), "label": jnp.zeros(16, jnp.int32)}
+  r1 = []
+  for _ in range(3):
+    state, metrics = step(state, batch)
+    r1.append(float(metrics["r1"]))
+  assert r1[0] > 0 and r1[1] == 0 and r1[2] > 0
+
+
+def _loop_config(preset, **overrides):
+  fields = dict(dataset="digits", num_train_steps=2, log_every_steps=1, sample_every_steps=2,
+                checkpoint_every_steps=2, eval_every_steps=2, eval_split="test[:32]",
+                **TINY_DCGAN)
+  return _config(preset, **{**fields, **overrides})
+
+
+@pytest.mark.parametrize("preset", ["lsgan", "hinge_sn", "dcgan_diffaug"])
+def test_preset_trains_with_finite_losses_and_writes_its_grid(tmp_path, preset):
+  workdir = str(tmp_path / preset)
+  gan_experiment.train_and_evaluate(_loop_config(preset), workdir)
+  records = read_metrics(workdir)
+  assert [r["step"] for r in records] == [1, 2]
+  for r in records:
+    assert all(np.isfinite(v) for k, v in r.items() if isinstance(v, float)), r
+  assert np.isfinite(records[-1]["eval_d_loss"]) and np.isfinite(records[-1]["eval_g_loss"])
+  assert os.path.exists(os.path.join(workdir, "samples", "step_0000002.png"))
+
+
+def test_wgan_gp_trains_resumes_bitwise_with_n_critic(tmp_path):
+  """The wgan_gp preset (critic with LayerNorm, gradient penalty, n_critic
+  real batches per step) trained 4 steps equals 2 steps, a stop, and 2 more."""
+  fields = dict(n_critic=2, num_train_steps=4, eval_every_steps=4)
+  straight = gan_experiment.train_and_evaluate(_loop_config("wgan_gp", **fields),
+                                               str(tmp_path / "a"))
+  gan_experiment.train_and_evaluate(_loop_config("wgan_gp", **{**fields, "num_train_steps": 2}),
+                                    str(tmp_path / "b"))
+  resumed = gan_experiment.train_and_evaluate(_loop_config("wgan_gp", **fields),
+                                              str(tmp_path / "b"))
+  assert (resumed.start_step, resumed.step) == (2, 4)
+  for a, b in zip(jax.tree.leaves(jax.device_get(straight.state)),
+                  jax.tree.leaves(jax.device_get(resumed.state))):
+    np.testing.assert_array_equal(a, b)
+  record = read_metrics(str(tmp_path / "a"))[-1]
+  assert record["gradient_penalty"] >= 0 and "w_distance" in record and "d_real" not in record
+  assert "eval_w_distance" in record
+
+
+# -- errors -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(gan_loss="wgan"), "Unknown config.gan_loss 'wgan'; use one of ns"),
+    (dict(diffaugment="color,zoom"), "Unknown config.diffaugment zoom"),
+    (dict(n_critic=0), "n_critic must be an integer >= 1"),
+    (dict(r1_every=0), "r1_every must be an integer >= 1"),
+    (dict(gan_loss="wasserstein"), "needs a Lipschitz constraint"),
+    (dict(gradient_penalty=10.0, d_normalization="batch", **TINY_DCGAN),
+     "uses BatchNorm.*d_normalization=layer"),
+    (dict(d_normalization="group", **TINY_DCGAN), "Unknown config.d_normalization 'group'"),
+    (dict(d_normalization="layer"), "the 28x28 discriminator has no normalisation"),
+])
+def test_bad_names_and_combinations_are_clear_errors(overrides, message):
+  config = _config(**overrides)
+  with pytest.raises(ValueError, match=message):
+    GANTask(config, (config.image_size, config.image_size, 1))
+
+
+def test_unknown_preset_is_a_clear_error():
+  with pytest.raises(ValueError, match="Unknown GAN preset 'sngan'; use one of dcgan, lsgan, "
+                     "wgan_gp, hinge_sn, dcgan_diffaug"):
+    gan_configs.get_config("sngan")
+  out = subprocess.run([sys.executable, "-m", "experiments.gan", "--config",
+                        "experiments/configs/gan.py:sngan"], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+  assert out.returncode != 0
+  assert "Unknown GAN preset 'sngan'; use one of dcgan" in out.stderr
