@@ -29,6 +29,9 @@ flags.DEFINE_string("split", None, "Reference split of real images (default: the
 flags.DEFINE_integer("num_samples", None, "Generated samples (default: as many as real images).")
 flags.DEFINE_string("baseline_split", None, "Score this split's real images instead of "
                     "generator samples.")
+flags.DEFINE_string("texture_features", None, "Also the per-layer texture distance (Gram "
+                    "statistics) of the samples to the real images, in this feature network: "
+                    "random[:SEED] or classifier:RUN_DIR.")
 flags.DEFINE_string("export", None, "Also write the scored images: a .npz file or a directory "
                     "of PNGs.")
 FLAGS = flags.FLAGS
@@ -42,9 +45,14 @@ def main(argv):
   from jaxgan.data import DataError
   try:
     extractor = evaluation.make_extractor(FLAGS.features)
+    texture = None
+    if FLAGS.texture_features:
+      from jaxgan.texture.features import make_features
+      texture = make_features(FLAGS.texture_features)
     result = evaluation.evaluate_generator(
         FLAGS.workdir, extractor, split=FLAGS.split, num_samples=FLAGS.num_samples,
-        step=FLAGS.step, baseline_split=FLAGS.baseline_split, export=FLAGS.export)
+        step=FLAGS.step, baseline_split=FLAGS.baseline_split, export=FLAGS.export,
+        texture_features=texture)
   except (DataError, ValueError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
@@ -60,6 +68,9 @@ def main(argv):
     json.dump(result, f, indent=1)
   os.replace(path + ".tmp", path)
   print(evaluation.format_table({label: result}))
+  if "texture_distance" in result:
+    print(f"texture distance ({result['texture_features']}): "
+          + ", ".join(f"{k} {v:.4g}" for k, v in result["texture_distance"].items()))
   print(f"against {result['protocol']['num_real']} real images of "
         f"{result['protocol']['reference']}; features: {result['protocol']['extractor']}; "
         f"written to {path}")

@@ -65,13 +65,16 @@ def test_cli_writes_evaluation_json_and_exports(runs, tmp_path):
   export = str(tmp_path / "samples.npz")
   proc = subprocess.run(
       [sys.executable, "-m", "experiments.evaluate", f"--workdir={gan_dir}",
-       f"--features={clf_dir}", "--num_samples=50", f"--export={export}"],
+       f"--features={clf_dir}", "--num_samples=50", f"--export={export}",
+       "--texture_features=random"],
       cwd=REPO, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr
   assert "fid" in proc.stdout and "generator step 2" in proc.stdout
   with open(os.path.join(gan_dir, "evaluation.json")) as f:
     result = json.load(f)
   assert set(KEYS) <= set(result) and result["protocol"]["num_generated"] == 50
+  assert result["texture_features"] == "random:0" and result["texture_distance"]["total"] > 0
+  assert "texture distance (random:0)" in proc.stdout
   assert result["protocol"]["reference"] == "digits test[:100]"  # the run's eval_split
   images = np.load(export)["images"]
   assert images.shape == (50, 28, 28, 1) and images.dtype == np.uint8
@@ -96,3 +99,22 @@ def test_training_logs_fid_and_keeps_the_best_checkpoint(runs):
                     "step": best["step"]}
   assert records[-1]["best_eval_fid"] == best["eval_fid"]
   assert os.listdir(os.path.join(gan_dir, "best", "checkpoints")) == [str(best["step"])]
+
+
+def test_texture_features_of_a_classifier_run(runs):
+  """classifier:RUN features: its convolutions' activations over tiles of its
+  input size; real digits are nearer each other in texture than to noise."""
+  from jaxgan.data import Data
+  from jaxgan.texture import features, gram
+  clf_dir, _ = runs
+  net = features.make_features(f"classifier:{clf_dir}")
+  assert net.layers == ("Conv_0", "Conv_1")  # the small CNN's two convolutions
+  out = net(np.zeros((2, 40, 40, 3), np.float32))
+  assert set(out) == set(net.layers) and out["Conv_0"].shape[0] == 2
+  digits = Data(evaluation.load_run_config(clf_dir)).first_images("train[:200]")
+  digits = np.repeat((digits + 1.0) / 2.0, 3, axis=-1)
+  noise = np.random.default_rng(0).uniform(0, 1, digits[:100].shape).astype(np.float32)
+  near = gram.texture_distance(net, digits[:100], digits[100:])
+  far = gram.texture_distance(net, noise, digits[100:])
+  assert set(near) == {"Conv_0", "Conv_1", "total"}
+  assert near["total"] < 0.2 * far["total"], (near, far)

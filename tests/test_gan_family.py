@@ -48,7 +48,8 @@ HAND = {
     "ls": (0.5 * np.mean((REAL - 1) ** 2) + 0.5 * np.mean(FAKE ** 2),
            0.5 * np.mean((FAKE - 1) ** 2), (REAL - 1) / N, FAKE / N, (FAKE - 1) / N),
     "hinge": (np.mean(np.maximum(0, 1 - REAL)) + np.mean(np.maximum(0, 1 + FAKE)),
-              -np.mean(FAKE), -(REAL < 1).astype(np.float32) / N, (FAKE > -1).astype(np.float32) / N, -np.ones(N) / N),
+              -np.mean(FAKE), -(REAL < 1).astype(np.float32) / N,
+              (FAKE > -1).astype(np.float32) / N, -np.ones(N) / N),
     "wasserstein": (np.mean(FAKE) - np.mean(REAL), -np.mean(FAKE), -np.ones(N) / N,
                     np.ones(N) / N, -np.ones(N) / N),
 }

@@ -50,11 +50,15 @@ def compare(real_features, real_probs, fake_features, fake_probs, seed: int = 0)
 
 def evaluate_generator(run_dir: str, extractor, split: str | None = None,
                        num_samples: int | None = None, step: int | None = None,
-                       baseline_split: str | None = None, export: str | None = None) -> dict:
+                       baseline_split: str | None = None, export: str | None = None,
+                       texture_features=None) -> dict:
   """Metrics of a GAN run's generator (latest checkpoint, `step`, or 0 for
   the initialisation) against the real images of `split` (default: the
   run's eval_split). With `baseline_split`, that split's real images stand in
-  for the generator's samples (the scale for "as good as real data")."""
+  for the generator's samples (the scale for "as good as real data"). With
+  `texture_features` (a `jaxgan.texture.features` network), also the
+  per-layer texture distance of the samples' Gram statistics to the real
+  images' (`texture_distance`)."""
   from jaxgan.tasks.gan import GANTask
   config, data, task, state, step = restore_run(
       run_dir, lambda cfg, d: GANTask(cfg, d.info.image_shape), step)
@@ -71,6 +75,12 @@ def evaluate_generator(run_dir: str, extractor, split: str | None = None,
   real_f, real_p = extractor(real)
   fake_f, fake_p = extractor(fake)
   result = compare(real_f, real_p, fake_f, fake_p)
+  if texture_features is not None:
+    from jaxgan.texture import gram
+    rgb = lambda x: np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
+    result["texture_distance"] = gram.texture_distance(
+        texture_features, rgb((fake + 1.0) / 2.0), rgb((real + 1.0) / 2.0))
+    result["texture_features"] = texture_features.spec
   result["protocol"] = {**extractor.protocol, "reference": f"{config.dataset} {split}",
                         "num_real": len(real), "num_generated": len(fake),
                         "generated": source, "run": os.path.abspath(run_dir), "step": step,
