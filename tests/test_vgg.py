@@ -145,6 +145,10 @@ def test_recognize_prints_top_classes(vgg16_h5, tmp_path):
   assert all(name in vgg.imagenet_classes() for name, _ in result[1])
   names = vgg.imagenet_classes()
   assert len(names) == 1000 and names[281] == "tabby" and names[999] == "toilet_tissue"
+  broken = tmp_path / "broken.jpg"
+  broken.write_bytes(b"\xff\xd8 not really a jpeg")
+  with pytest.raises(images.ImageError, match="Cannot read .*broken.jpg' as an image"):
+    recognize.recognize([photo, str(broken)], "vgg16", path)
 
 
 def test_recognize_without_weights_says_where_to_get_them(tmp_path):
