@@ -118,3 +118,20 @@ def test_texture_features_of_a_classifier_run(runs):
   far = gram.texture_distance(net, noise, digits[100:])
   assert set(near) == {"Conv_0", "Conv_1", "total"}
   assert near["total"] < 0.2 * far["total"], (near, far)
+
+
+def test_inpaint_command_writes_metrics_for_the_model_and_baselines(runs):
+  from experiments import inpaint
+  clf_dir, gan_dir = runs
+  r = inpaint.inpaint(gan_dir, "center", num_images=8, features=clf_dir, steps=2, restarts=1)
+  assert r["model"] == "gan" and r["missing_pixels"] == 196
+  assert set(r["methods"]) == {"masked", "mean_fill", "nearest", "gan", "original"}
+  for name in ("masked", "mean_fill", "nearest", "gan"):
+    assert {"psnr_hole", "ssim_hole", "psnr", "ssim", "classifier_accuracy"} <= set(
+        r["methods"][name])
+  assert r["methods"]["original"]["classifier_accuracy"] >= r["methods"]["masked"][
+      "classifier_accuracy"]
+  for path in r["written"]:
+    assert os.path.exists(path)
+  with pytest.raises(ValueError, match="neither a GAN nor a VAE run"):
+    inpaint.inpaint(clf_dir)

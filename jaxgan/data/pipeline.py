@@ -127,20 +127,26 @@ class Data:
     ds = ds.batch(local_batch, drop_remainder=True).map(_to_model_range)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
-  def first_images(self, split: str, n: int | None = None, batch: int = 1000) -> np.ndarray:
+  def first_images(self, split: str, n: int | None = None, batch: int = 1000,
+                   with_labels: bool = False):
     """The first `n` (default: all) images of `split` in the split's order,
     fitted to image_size, in [-1, 1], the same on every process: fixed
-    examples for figures, or a reference set for evaluation."""
+    examples for figures, or a reference set for evaluation. With
+    `with_labels`, (images, int labels)."""
     size = self.image_size
     ds = self.source.examples(split, 0, 1)
     if n is not None:
       ds = ds.take(n)
-    ds = ds.map(lambda ex: _fit(ex["image"], size), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch).map(lambda x: x * (2.0 / 255.0) - 1.0)
-    images = list(ds.with_options(_options()).as_numpy_iterator())
-    if not images:
+    ds = ds.map(lambda ex: (_fit(ex["image"], size), ex["label"]),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch).map(lambda x, y: (x * (2.0 / 255.0) - 1.0, y))
+    batches = list(ds.with_options(_options()).as_numpy_iterator())
+    if not batches:
       raise DataError(f"Split {split!r} of {self.source.name} has no examples.")
-    return np.concatenate(images).astype(np.float32)
+    images = np.concatenate([b[0] for b in batches]).astype(np.float32)
+    if with_labels:
+      return images, np.concatenate([b[1] for b in batches]).astype(np.int64)
+    return images
 
   def eval_dataset(self, local_batch: int, process_index: int | None = None,
                    process_count: int | None = None) -> tuple[tf.data.Dataset, int]:

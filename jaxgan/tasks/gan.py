@@ -319,6 +319,11 @@ class GANTask:
                                        "batch_stats": state.g.batch_stats}
     return apply_model(self.generator, net["params"], net["batch_stats"], z, train=False)[0]
 
+  def discriminate(self, state: GANState, x: jax.Array) -> jax.Array:
+    """D's outputs [N] for images x in [-1, 1], in eval mode (what the
+    objective turns into losses; e.g. inpainting's perceptual loss)."""
+    return self._d(state.d.params, state.d.batch_stats, x, train=False)[0]
+
   def sample_images(self, state: GANState) -> dict[str, np.ndarray]:
     """The grids the loop saves, on a fixed latent batch: "samples" from the
     averaged generator and, when averaging is on, "live" from the training one."""
