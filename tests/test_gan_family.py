@@ -324,6 +324,14 @@ def test_bad_names_and_combinations_are_clear_errors(overrides, message):
     GANTask(config, (config.image_size, config.image_size, 1))
 
 
+def test_a_config_from_before_the_family_is_a_clear_error():
+  config = _config()
+  with config.unlocked():
+    del config["gan_loss"], config["n_critic"]
+  with pytest.raises(ValueError, match="lacks gan_loss, n_critic: it predates the GAN family"):
+    GANTask(config, (28, 28, 1))
+
+
 def test_unknown_preset_is_a_clear_error():
   with pytest.raises(ValueError, match="Unknown GAN preset 'sngan'; use one of dcgan, lsgan, "
                      "wgan_gp, hinge_sn, dcgan_diffaug"):

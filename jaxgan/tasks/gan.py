@@ -76,6 +76,12 @@ def compute_dtype(config):
   return jnp.dtype(name)
 
 
+# The fields the GAN family added to the DCGAN config (experiments/configs/gan.py).
+FAMILY_FIELDS = ("gan_loss", "gradient_penalty", "r1_gamma", "r1_every", "spectral_norm",
+                 "d_normalization", "diffaugment", "n_critic", "g_learning_rate",
+                 "d_learning_rate", "g_beta1", "g_beta2", "d_beta1", "d_beta2")
+
+
 def _check(ok: bool, message: str) -> None:
   if not ok:
     raise ValueError(message)
@@ -85,6 +91,11 @@ class GANTask:
   """A GAN of the family, on the DCGAN architectures (jaxgan/models/dcgan.py)."""
 
   def __init__(self, config, image_shape: tuple[int, int, int]):
+    missing = [f for f in FAMILY_FIELDS if f not in config]
+    _check(not missing, f"The GAN config lacks {', '.join(missing)}: it predates the GAN "
+           "family (runs made before it cannot be resumed or evaluated by this version; "
+           "their generator average also lacks BatchNorm statistics). Start from "
+           "experiments/configs/gan.py:PRESET.")
     self.config = config
     self.image_shape = tuple(image_shape)
     self.objective = objectives.get(config.gan_loss)
