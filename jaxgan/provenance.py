@@ -25,7 +25,7 @@ import jax
 SAFE_TO_CHANGE = frozenset({
     "num_train_steps", "log_every_steps", "sample_every_steps", "checkpoint_every_steps",
     "eval_every_steps", "keep_checkpoints", "data_dir", "cache_data", "num_eval_samples",
-    "fid_features", "num_importance_samples", "num_sample_images",
+    "fid_features", "num_importance_samples", "num_sample_images", "sr_classifier",
 })
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "tensorflow",

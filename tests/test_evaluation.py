@@ -135,3 +135,20 @@ def test_inpaint_command_writes_metrics_for_the_model_and_baselines(runs):
     assert os.path.exists(path)
   with pytest.raises(ValueError, match="neither a GAN nor a VAE run"):
     inpaint.inpaint(clf_dir)
+
+
+def test_superres_logs_a_classifiers_accuracy_on_sr_bicubic_and_originals(runs, tmp_path):
+  from experiments import superres
+  from experiments.configs.superres import get_config
+  from jaxgan.writers import read_metrics
+  clf_dir, _ = runs
+  config = get_config()
+  config.update(dict(dataset="digits", batch_size=16, num_train_steps=2, features=8,
+                     num_blocks=1, log_every_steps=2, sample_every_steps=2,
+                     checkpoint_every_steps=2, eval_every_steps=2, eval_split="test[:64]",
+                     sr_classifier=clf_dir))
+  superres.train_and_evaluate(config, str(tmp_path / "sr"))
+  last = read_metrics(str(tmp_path / "sr"))[-1]
+  for key in ("eval_accuracy_sr", "eval_accuracy_bicubic", "eval_accuracy_hr"):
+    assert 0.0 <= last[key] <= 1.0, key
+  assert last["eval_accuracy_hr"] > 0.5  # the classifier on real digits

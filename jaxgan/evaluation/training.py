@@ -1,5 +1,6 @@
-"""Metrics of a generator logged during training (FID, KID), kept out of the
-tasks: the loop calls each evaluator at every evaluation,
+"""Metrics logged during training that need more than the task (FID and KID
+of a generator; a classifier's accuracy on super-resolved images), kept out
+of the tasks: the loop calls each evaluator at every evaluation,
 `evaluator(task, state, data) -> {name: float}`, logged as `eval_<name>`."""
 
 from __future__ import annotations
@@ -33,9 +34,44 @@ class GeneratorFID:
             "kid_std": kid_std}
 
 
+class SuperResolutionAccuracy:
+  """A classifier's accuracy on the eval split's images up-sampled by the
+  super-resolution task (`accuracy_sr`), by bicubic interpolation
+  (`accuracy_bicubic`) and on the originals (`accuracy_hr`): how much of
+  what the classifier needs the up-sampling restores."""
+
+  def __init__(self, config):
+    from jaxgan.evaluation.extractors import ClassifierExtractor
+    self.config = config
+    self.extractor = ClassifierExtractor(config.sr_classifier)
+    self._reference = None
+
+  def __call__(self, task, state, data) -> dict:
+    import jax
+    import numpy as np
+    from jaxgan.models.superres import area_downsample, bicubic_upsample
+    if self._reference is None:
+      self._reference = data.first_images(self.config.eval_split, with_labels=True)
+    hr, labels = self._reference
+    lr = area_downsample(hr, task.scale)
+    upscale = jax.jit(task.upscale)
+    sr = np.concatenate([np.asarray(upscale(state, lr[i:i + 500]))
+                         for i in range(0, len(lr), 500)])
+    bicubic = np.clip(np.asarray(bicubic_upsample(lr, task.scale)), -1.0, 1.0)
+    accuracy = lambda x: float(np.mean(np.argmax(self.extractor(x)[1], axis=1) == labels))
+    return {"accuracy_sr": accuracy(sr), "accuracy_bicubic": accuracy(bicubic),
+            "accuracy_hr": accuracy(hr)}
+
+
 def training_evaluators(config) -> list:
-  """The evaluators a generator run's config asks for (FID/KID when
-  `fid_features` and `eval_split` are set)."""
-  if config.get("fid_features") and config.get("eval_split"):
-    return [GeneratorFID(config)]
-  return []
+  """The evaluators a run's config asks for: FID/KID of a generator when
+  `fid_features` is set; a classifier's accuracy on super-resolved images
+  when `sr_classifier` is set (both need `eval_split`)."""
+  if not config.get("eval_split"):
+    return []
+  evaluators = []
+  if config.get("fid_features"):
+    evaluators.append(GeneratorFID(config))
+  if config.get("sr_classifier"):
+    evaluators.append(SuperResolutionAccuracy(config))
+  return evaluators

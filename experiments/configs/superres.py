@@ -1,0 +1,44 @@
+"""Super-resolution on MNIST: x4 (7x7 -> 28x28) by default.
+
+  python -m experiments.superres --config.scale=2        # 14x14 -> 28x28
+  python -m experiments.superres --config.dataset=cifar10 --config.image_size=32
+
+Inputs are area down-sampled from the pipeline's images on the device;
+eval_psnr / eval_ssim are the network's, eval_psnr_bicubic /
+eval_ssim_bicubic bicubic up-sampling's, on eval_split (images in [0, 1]).
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.dataset = "mnist"
+  config.data_dir = ml_collections.config_dict.placeholder(str)
+  config.train_split = "train"
+  config.eval_split = "test"
+  config.image_size = 28
+  config.shuffle_buffer = 10_000
+  config.cache_data = True
+
+  config.scale = 4  # 2, 4 or 8; must divide image_size
+  config.features = 64
+  config.num_blocks = 4
+  config.loss = "l1"  # l1 | mse
+  # A classifier run (experiments.classifier on the same dataset): its
+  # accuracy on SR, bicubic and original eval images at every evaluation.
+  config.sr_classifier = ml_collections.config_dict.placeholder(str)
+
+  config.batch_size = 64
+  config.num_train_steps = 5000
+  config.learning_rate = 1e-3  # Adam, constant
+  config.seed = 0
+
+  config.log_every_steps = 100
+  config.sample_every_steps = 1000
+  config.checkpoint_every_steps = 1000
+  config.keep_checkpoints = 3
+  config.eval_every_steps = 1000
+  config.best_metric = "eval_psnr"
+  config.best_mode = "max"
+  return config
