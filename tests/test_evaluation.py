@@ -137,7 +137,7 @@ def test_inpaint_command_writes_metrics_for_the_model_and_baselines(runs):
     inpaint.inpaint(clf_dir)
 
 
-def test_superres_logs_a_classifiers_accuracy_on_sr_bicubic_and_originals(runs, tmp_path):
+def test_superres_classifier_accuracy_and_feature_loss(runs, tmp_path):
   from experiments import superres
   from experiments.configs.superres import get_config
   from jaxgan.writers import read_metrics
@@ -146,9 +146,11 @@ def test_superres_logs_a_classifiers_accuracy_on_sr_bicubic_and_originals(runs, 
   config.update(dict(dataset="digits", batch_size=16, num_train_steps=2, features=8,
                      num_blocks=1, log_every_steps=2, sample_every_steps=2,
                      checkpoint_every_steps=2, eval_every_steps=2, eval_split="test[:64]",
-                     sr_classifier=clf_dir))
+                     sr_classifier=clf_dir, perceptual_classifier=clf_dir,
+                     perceptual_weight=0.1))
   superres.train_and_evaluate(config, str(tmp_path / "sr"))
   last = read_metrics(str(tmp_path / "sr"))[-1]
   for key in ("eval_accuracy_sr", "eval_accuracy_bicubic", "eval_accuracy_hr"):
     assert 0.0 <= last[key] <= 1.0, key
   assert last["eval_accuracy_hr"] > 0.5  # the classifier on real digits
+  assert last["perceptual_loss"] > 0 and last["pixel_loss"] > 0  # the feature loss is on

@@ -40,6 +40,9 @@ def test_bad_scales_and_losses_are_clear_errors():
   config.scale, config.loss = 4, "l2"
   with pytest.raises(ValueError, match="Unknown config.loss 'l2'; use one of l1, mse"):
     SuperResolutionTask(config, (28, 28, 1), np.zeros((8, 28, 28, 1), np.float32))
+  config.loss, config.perceptual_weight = "l1", 0.1
+  with pytest.raises(ValueError, match="needs config.perceptual_classifier"):
+    SuperResolutionTask(config, (28, 28, 1), np.zeros((8, 28, 28, 1), np.float32))
 
 
 def _config(**overrides):
@@ -51,10 +54,16 @@ def _config(**overrides):
   return config
 
 
-def test_superres_trains_evaluates_and_resumes_bitwise(tmp_path):
-  straight = superres.train_and_evaluate(_config(), str(tmp_path / "a"))
-  superres.train_and_evaluate(_config(num_train_steps=2), str(tmp_path / "b"))
-  resumed = superres.train_and_evaluate(_config(), str(tmp_path / "b"))
+@pytest.mark.parametrize("adversarial", [0.0, 1e-2])
+def test_superres_trains_evaluates_and_resumes_bitwise(tmp_path, adversarial):
+  """Also with the SRGAN loss, whose discriminator is part of the state."""
+  straight = superres.train_and_evaluate(_config(adversarial_weight=adversarial),
+                                         str(tmp_path / "a"))
+  superres.train_and_evaluate(_config(num_train_steps=2, adversarial_weight=adversarial),
+                              str(tmp_path / "b"))
+  resumed = superres.train_and_evaluate(_config(adversarial_weight=adversarial),
+                                        str(tmp_path / "b"))
+  assert (straight.state.d is None) == (not adversarial)
   assert (resumed.start_step, resumed.step) == (2, 4)
   for a, b in zip(jax.tree.leaves(jax.device_get(straight.state)),
                   jax.tree.leaves(jax.device_get(resumed.state))):
@@ -63,5 +72,7 @@ def test_superres_trains_evaluates_and_resumes_bitwise(tmp_path):
   for key in ("eval_psnr", "eval_ssim", "eval_psnr_bicubic", "eval_ssim_bicubic"):
     assert np.isfinite(last[key]), key
   assert 0 < last["eval_ssim_bicubic"] < 1
+  if adversarial:
+    assert np.isfinite(last["d_loss"]) and np.isfinite(last["adversarial_loss"])
   import os
   assert os.path.exists(os.path.join(tmp_path, "a", "samples", "strips_step_0000004.png"))

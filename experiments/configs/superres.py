@@ -25,6 +25,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.features = 64
   config.num_blocks = 4
   config.loss = "l1"  # l1 | mse
+  # Feature ("perceptual") loss: a classifier run's penultimate features of
+  # SR vs HR images, weighted by perceptual_weight (0 disables).
+  config.perceptual_classifier = ml_collections.config_dict.placeholder(str)
+  config.perceptual_weight = 0.0
+  # Adversarial loss (SRGAN): the generator loss of gan_loss against a DCGAN
+  # discriminator trained alongside (Adam(d_learning_rate, 0.5)); 0 disables.
+  config.adversarial_weight = 0.0
+  config.gan_loss = "ns"
+  config.d_learning_rate = 1e-4
   # A classifier run (experiments.classifier on the same dataset): its
   # accuracy on SR, bicubic and original eval images at every evaluation.
   config.sr_classifier = ml_collections.config_dict.placeholder(str)

@@ -2,13 +2,23 @@
 
 A batch's images are the high-resolution targets; the inputs are made from
 them on the device by area down-sampling by `scale`. Trained with L1 (or
-MSE) on [-1, 1] images. Evaluation sums PSNR and SSIM (images in [0, 1],
+MSE) on [-1, 1] images, optionally plus
+- `perceptual_weight` x a feature loss: the mean squared difference of a
+  trained classifier's penultimate features (`perceptual_classifier`, an
+  `experiments.classifier` run on the same images) between SR and HR images
+  (Johnson et al. 2016 / SRGAN's content loss, with the project's own network
+  in place of VGG);
+- `adversarial_weight` x the generator loss of a GAN objective (`gan_loss`,
+  `jaxgan.gan.objectives`) against a DCGAN discriminator of the image size
+  trained alongside on HR (real) vs SR (fake) images (SRGAN, Ledig et al.
+  2017). Evaluation sums PSNR and SSIM (images in [0, 1],
 `jaxgan.restoration.metrics`) of the network's output and of bicubic
 up-sampling, the baseline every super-resolution paper reports.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import flax
@@ -17,9 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxgan.gan import objectives
+from jaxgan.models.dcgan import make_dcgan
 from jaxgan.models.superres import SRResNet, area_downsample, bicubic_upsample
 from jaxgan.restoration import metrics
-from jaxgan.tasks.base import apply_gradients, per_example_means
+from jaxgan.tasks.base import apply_gradients, apply_model, per_example_means
 
 LOSSES = ("l1", "mse")
 
@@ -30,6 +42,9 @@ class SRState:
   params: Any
   opt_state: Any
   key: jax.Array
+  # The adversarial loss's discriminator: (params, batch_stats, opt_state),
+  # or None without one.
+  d: Any = None
 
 
 class SuperResolutionTask:
@@ -54,34 +69,83 @@ class SuperResolutionTask:
     self.progress_keys = ("loss", "psnr")
     self.examples = jnp.asarray(examples[:8])
     self._figures = jax.jit(self._strips)
+    self.perceptual_weight = float(config.perceptual_weight)
+    self._features = None
+    if self.perceptual_weight:
+      if not config.perceptual_classifier:
+        raise ValueError("config.perceptual_weight > 0 needs config.perceptual_classifier (an "
+                         "experiments.classifier run directory on the same images).")
+      self._features = _classifier_features(config.perceptual_classifier, self.image_shape)
+    self.adversarial_weight = float(config.adversarial_weight)
+    if self.adversarial_weight:
+      self.objective = objectives.get(config.gan_loss)
+      self.discriminator = make_dcgan(size, channels)[1]
+      self.d_tx = optax.adam(config.d_learning_rate, b1=0.5, b2=0.999)
 
   def init_state(self, key: jax.Array) -> SRState:
     init_key, state_key = jax.random.split(key)
     size = self.image_shape[0] // self.scale
     params = self.model.init(init_key, jnp.zeros((1, size, size, self.image_shape[-1])))["params"]
+    d = None
+    if self.adversarial_weight:
+      variables = self.discriminator.init(jax.random.fold_in(init_key, 1),
+                                          jnp.zeros((1, *self.image_shape)), train=False)
+      d = (variables["params"], variables.get("batch_stats", {}),
+           self.d_tx.init(variables["params"]))
     return SRState(step=jnp.zeros((), jnp.int32), params=params,
-                   opt_state=self.tx.init(params), key=state_key)
+                   opt_state=self.tx.init(params), key=state_key, d=d)
 
   def upscale(self, state: SRState, lr: jax.Array) -> jax.Array:
     """Low-resolution images in [-1, 1] -> the network's, clipped to [-1, 1]."""
     return jnp.clip(self.model.apply({"params": state.params}, lr), -1.0, 1.0)
 
+  def _d(self, params, stats, x, key):
+    return apply_model(self.discriminator, params, stats, x, train=True, rngs={"dropout": key})
+
   def train_step(self, state: SRState, batch: dict):
     hr = batch["image"]
     lr = area_downsample(hr, self.scale)
+    key = jax.random.fold_in(state.key, state.step)
+    k_real, k_fake, k_g = jax.random.split(key, 3)
+    out, d = {}, state.d
+    if self.adversarial_weight:
+      # The discriminator first, on HR (real) vs the current SR (fake) images.
+      d_params, d_stats, d_opt = state.d
+      fake = jax.lax.stop_gradient(self.model.apply({"params": state.params}, lr))
+
+      def d_loss_fn(p):
+        real_out, stats = self._d(p, d_stats, hr, k_real)
+        fake_out, stats = self._d(p, stats, fake, k_fake)
+        return self.objective(real_out, fake_out).d_loss, (stats, real_out)
+
+      (d_loss, (d_stats, real_out)), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
+          d_params)
+      d_params, d_opt = apply_gradients(self.d_tx, d_params, d_opt, grads)
+      d, out["d_loss"] = (d_params, d_stats, d_opt), d_loss
 
     def loss_fn(params):
       sr = self.model.apply({"params": params}, lr, train=True)
       err = sr - hr
-      loss = jnp.mean(jnp.abs(err)) if self.config.loss == "l1" else jnp.mean(err * err)
-      return loss, sr
+      pixel = jnp.mean(jnp.abs(err)) if self.config.loss == "l1" else jnp.mean(err * err)
+      loss, parts = pixel, {"pixel_loss": pixel}
+      if self._features is not None:
+        parts["perceptual_loss"] = jnp.mean(jnp.square(self._features(sr) -
+                                                       jax.lax.stop_gradient(self._features(hr))))
+        loss = loss + self.perceptual_weight * parts["perceptual_loss"]
+      if self.adversarial_weight:
+        fake_out, _ = self._d(d[0], d[1], sr, k_g)
+        parts["adversarial_loss"] = self.objective(jax.lax.stop_gradient(real_out),
+                                                   fake_out).g_loss
+        loss = loss + self.adversarial_weight * parts["adversarial_loss"]
+      return loss, (sr, parts)
 
-    (loss, sr), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (sr, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     params, opt_state = apply_gradients(self.tx, state.params, state.opt_state, grads)
     mse01 = jnp.mean(jnp.square((jnp.clip(sr, -1, 1) - hr) / 2.0))
-    out = {"loss": loss, "psnr": -10.0 * jnp.log10(mse01),
-           "finite": jnp.isfinite(loss).astype(jnp.float32)}
-    return SRState(step=state.step + 1, params=params, opt_state=opt_state, key=state.key), out
+    out = {"loss": loss, "psnr": -10.0 * jnp.log10(mse01), **parts, **out}
+    out["finite"] = jnp.isfinite(sum(out.values())).astype(jnp.float32)
+    return SRState(step=state.step + 1, params=params, opt_state=opt_state, key=state.key,
+                   d=d), out
 
   def eval_step(self, state: SRState, batch: dict, batch_index: jax.Array) -> dict:
     hr, mask = batch["image"], batch["mask"]
@@ -110,3 +174,20 @@ class SuperResolutionTask:
     """Strips LR (nearest) | bicubic | SR | HR for the first eval images."""
     return {"strips": np.asarray(jax.device_get(self._figures(state)))}
 
+
+
+def _classifier_features(run_dir: str, image_shape) -> Callable:
+  """x in [-1, 1] -> the penultimate features of an experiments.classifier
+  run (its parameters frozen, inference mode)."""
+  from jaxgan.data import DataError
+  from jaxgan.evaluation.runs import restore_run
+  from jaxgan.tasks.classifier import ClassifierTask
+  make = lambda cfg, data: ClassifierTask(cfg, data.info.image_shape, data.info.num_classes)
+  try:
+    _, _, task, state, _ = restore_run(run_dir, make)
+  except DataError as e:
+    raise ValueError(f"config.perceptual_classifier: {e}") from None
+  if tuple(task.image_shape) != tuple(image_shape):
+    raise ValueError(f"config.perceptual_classifier was trained on {task.image_shape} images; "
+                     f"this task's are {tuple(image_shape)}.")
+  return lambda x: task.apply(state, x, return_features=True)[1]
