@@ -99,7 +99,7 @@ def latent_search(task, state, images, mask, key, *, steps: int = 1000, restarts
     z = z.reshape(restarts, b, -1)[pick, jnp.arange(b)]
     best_z.append(z)
     best_loss.append(loss[pick, jnp.arange(b)])
-    best_images.append(jax.jit(task.sample)(state, z))
+    best_images.append(task.sample_jit(state, z))
   return (np.concatenate([np.asarray(v) for v in best_images]),
           np.concatenate([np.asarray(v) for v in best_z]),
           np.concatenate([np.asarray(v) for v in best_loss]))
