@@ -23,6 +23,25 @@ def run_main(train_and_evaluate, config, workdir: str) -> int:
   return 0
 
 
+def command_main(run, errors: tuple = (ValueError, FileNotFoundError)):
+  """The absl `main` of a command that is not a training run (texture,
+  style_transfer, inpaint, ...): no positional arguments, warnings only, and
+  `run()` (which reads the flags and prints its results) stopped by an
+  expected error with one `error: ...` line and exit status 1."""
+  def main(argv):
+    from absl import app, logging
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)
+    try:
+      return run() or 0
+    except errors as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 1
+
+  return main
+
+
 def main(train_and_evaluate, default_workdir: str, default_config: str) -> None:
   """`python -m experiments.NAME [--workdir DIR] [--config FILE] [--config.FIELD=VALUE ...]`.
 

@@ -21,7 +21,9 @@ import os
 import sys
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
+
+from experiments import common
 
 
 def define_flags() -> None:
@@ -116,18 +118,10 @@ def inpaint(run_dir: str, mask: str = "center", split: str | None = None,
   return report
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  logging.set_verbosity(logging.WARNING)
-  from jaxgan.data import DataError
+def _run() -> None:
   f = flags.FLAGS
-  try:
-    r = inpaint(f.workdir, f.mask, f.split, f.num_images, f.features, f.steps, f.restarts,
-                f.perceptual_weight, f.gibbs_steps, f.seed)
-  except (ValueError, DataError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+  r = inpaint(f.workdir, f.mask, f.split, f.num_images, f.features, f.steps, f.restarts,
+              f.perceptual_weight, f.gibbs_steps, f.seed)
   print(f"{r['model']} step {r['step']}, mask {r['mask']} ({r['missing_pixels']} pixels), "
         f"{r['num_images']} images of {r['split']}:")
   keys = ["psnr_hole", "ssim_hole", "psnr", "ssim"] + (
@@ -137,7 +131,9 @@ def main(argv):
     print(f"{name:12s}" + "".join(f"{values[k]:20.4g}" if k in values else f"{'':20s}"
                                   for k in keys))
   print("wrote " + ", ".join(r["written"]))
-  return 0
+
+
+main = common.command_main(_run)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ DIR/metrics.jsonl.
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
+
+from experiments import common
 
 def define_flags() -> None:
   """The command's flags (defined at run time, so that the experiments can be
@@ -63,22 +65,17 @@ def stylize(content: str, style: str, workdir: str, features: str = "random",
                 "style_weight": style_weight, "tv_weight": tv_weight, "size": size})
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  logging.set_verbosity(logging.WARNING)
+def _run() -> None:
   f = flags.FLAGS
-  try:
-    last = stylize(f.content, f.style, f.workdir, f.features, f.content_layer, f.style_layers,
-                   f.style_weight, f.tv_weight, f.size, f.steps, f.optimizer, f.learning_rate,
-                   f.snapshot_every)
-  except (ValueError, FloatingPointError, FileNotFoundError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+  last = stylize(f.content, f.style, f.workdir, f.features, f.content_layer, f.style_layers,
+                 f.style_weight, f.tv_weight, f.size, f.steps, f.optimizer, f.learning_rate,
+                 f.snapshot_every)
   print(f"loss {last['loss']:.4g} (content {last['content']:.3g}, style {last['style']:.3g}) "
         f"after {f.steps} steps ({last['wall_time_s']:.0f} s); wrote "
         f"{f.workdir}/stylized.png")
-  return 0
+
+
+main = common.command_main(_run, errors=(ValueError, FloatingPointError, FileNotFoundError))
 
 
 if __name__ == "__main__":

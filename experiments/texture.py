@@ -12,7 +12,9 @@ same texture.
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
+
+from experiments import common
 
 def define_flags() -> None:
   """The command's flags (defined at run time, so that the experiments can be
@@ -51,20 +53,15 @@ def synthesize(image: str, workdir: str, features: str = "random", layers=None,
                 "seed": seed})
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  logging.set_verbosity(logging.WARNING)
+def _run() -> None:
   f = flags.FLAGS
-  try:
-    last = synthesize(f.image, f.workdir, f.features, f.layers, f.size, f.steps, f.optimizer,
-                      f.learning_rate, f.seed, f.snapshot_every)
-  except (ValueError, FloatingPointError, FileNotFoundError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+  last = synthesize(f.image, f.workdir, f.features, f.layers, f.size, f.steps, f.optimizer,
+                    f.learning_rate, f.seed, f.snapshot_every)
   print(f"loss {last['loss']:.4g} after {f.steps} steps ({last['wall_time_s']:.0f} s); "
         f"wrote {f.workdir}/texture.png")
-  return 0
+
+
+main = common.command_main(_run, errors=(ValueError, FloatingPointError, FileNotFoundError))
 
 
 if __name__ == "__main__":

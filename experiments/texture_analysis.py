@@ -20,7 +20,9 @@ import os
 import sys
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
+
+from experiments import common
 
 def define_flags() -> None:
   """The command's flags (defined at run time, so that the experiments can be
@@ -103,23 +105,18 @@ def _plot_pca(points, labels, num_train, names, path):
   plt.close(fig)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  logging.set_verbosity(logging.WARNING)
+def _run() -> None:
   f = flags.FLAGS
-  try:
-    r = analyze(f.workdir, f.data, f.features, f.layers, f.patch)
-  except (ValueError, FileNotFoundError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+  r = analyze(f.workdir, f.data, f.features, f.layers, f.patch)
   print(f"{len(r['classes'])} classes ({', '.join(r['classes'])}), {r['num_train']} train / "
         f"{r['num_test']} test patches of {r['patch']}x{r['patch']}; test accuracy:")
   for kind in ("gram", "pixels"):
     print(f"  {kind:7s} nearest mean {r[f'{kind}_nearest_mean_accuracy']:.3f}   "
           f"linear {r[f'{kind}_linear_accuracy']:.3f}")
   print(f"wrote {f.workdir}/analysis.json, confusion_*.png, pca.png")
-  return 0
+
+
+main = common.command_main(_run)
 
 
 if __name__ == "__main__":

@@ -12,18 +12,12 @@ precision, recall and F1; eval/ holds per-class reports and confusion matrices.
 
 import ml_collections
 
+from experiments.configs.data import data_config
+
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
+  config = data_config()  # dataset, splits, image_size, ... (configs/data.py)
 
-  # Data (as in experiments/configs/dcgan.py).
-  config.dataset = "mnist"
-  config.data_dir = ml_collections.config_dict.placeholder(str)
-  config.train_split = "train"
-  config.eval_split = "test"
-  config.image_size = 28
-  config.shuffle_buffer = 10_000
-  config.cache_data = True
   # Augmentation in the input pipeline: random shifts of up to this many
   # pixels (crop of the zero-padded image), and random horizontal flips.
   config.augment_crop_padding = 2  # MNIST digits sit in a 20x20 box: shifts keep them whole

@@ -26,24 +26,16 @@ samples and evaluation. Any field overrides on the command line.
 
 import ml_collections
 
+from experiments.configs.data import data_config
+
 
 def base() -> ml_collections.ConfigDict:
   """Every field with its default (the dcgan preset)."""
-  config = ml_collections.ConfigDict()
+  config = data_config()  # dataset, splits, image_size, ... (configs/data.py)
   config.preset = "dcgan"
 
-  # Data. `dataset`: a TFDS name (mnist, fashion_mnist, cifar10, celeb_a, ...),
-  # idx:DIR (MNIST-format files), folder:DIR (images, a subfolder per class) or
-  # digits (scikit-learn's bundled digits, offline). Splits use TFDS syntax.
-  config.dataset = "mnist"
-  config.data_dir = ml_collections.config_dict.placeholder(str)  # None: TFDS's default
-  config.train_split = "train"
-  config.eval_split = "test"
-  config.image_size = 28  # 28: the seeds' MNIST DCGAN; 4 * 2**k: Radford et al.
-  config.shuffle_buffer = 10_000
-  config.cache_data = True  # Keep decoded examples in memory after the first epoch.
-
-  # Model.
+  # Model. image_size picks the architecture: 28 is the seeds' MNIST DCGAN,
+  # 4 * 2**k (32, 64, ...) Radford et al.'s.
   config.latent_dim = 100
   config.ngf = 64  # Radford architecture widths (image_size 32/64).
   config.ndf = 64

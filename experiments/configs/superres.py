@@ -10,16 +10,11 @@ eval_ssim_bicubic bicubic up-sampling's, on eval_split (images in [0, 1]).
 
 import ml_collections
 
+from experiments.configs.data import data_config
+
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-  config.dataset = "mnist"
-  config.data_dir = ml_collections.config_dict.placeholder(str)
-  config.train_split = "train"
-  config.eval_split = "test"
-  config.image_size = 28
-  config.shuffle_buffer = 10_000
-  config.cache_data = True
+  config = data_config()  # dataset, splits, image_size, ... (configs/data.py)
 
   config.scale = 4  # 2, 4 or 8; must divide image_size
   config.features = 64

@@ -12,18 +12,11 @@ dimension too for the discretized likelihoods.
 
 import ml_collections
 
+from experiments.configs.data import data_config
+
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-
-  # Data (as in experiments/configs/dcgan.py).
-  config.dataset = "mnist"
-  config.data_dir = ml_collections.config_dict.placeholder(str)
-  config.train_split = "train"
-  config.eval_split = "test"
-  config.image_size = 28
-  config.shuffle_buffer = 10_000
-  config.cache_data = True
+  config = data_config()  # dataset, splits, image_size, ... (configs/data.py)
 
   # Model: 'conv' (28x28, 14x14 or 4 * 2**k images) or 'mlp' (the seeds' 784-256-256-z).
   config.model = "conv"
