@@ -79,7 +79,7 @@ def inpaint(run_dir: str, mask: str = "center", split: str | None = None,
   if kind == "gan":
     results["gan"], info = inpainting.gan_inpaint(
         task, state, x, m, key, steps=steps, restarts=restarts,
-        perceptual_weight=perceptual_weight)
+        perceptual_weight=perceptual_weight, progress=True)
     settings = {"method": "latent optimisation (Yeh et al. 2017)", "steps": steps,
                 "restarts": restarts, "perceptual_weight": perceptual_weight, **info}
   else:

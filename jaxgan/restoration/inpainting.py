@@ -54,10 +54,11 @@ def paste(known: jax.Array, filled: jax.Array, mask: jax.Array) -> jax.Array:
 
 def latent_search(task, state, images, mask, key, *, steps: int = 1000, restarts: int = 4,
                   learning_rate: float = 0.01, perceptual_weight: float = 0.003,
-                  z_range: float = 3.0, batch_size: int = 256):
+                  z_range: float = 3.0, batch_size: int = 256, progress: bool = False):
   """Yeh et al.'s optimisation over z for each image. Returns (G(z*) [N, H,
   W, C], z* [N, latent], final losses [N]). mask None: no mask (inversion:
-  plain L1 to the whole image)."""
+  plain L1 to the whole image). progress: show a progress bar over the
+  batches' steps."""
   n = images.shape[0]
   if mask is None:
     weights = jnp.ones((n, *images.shape[1:3], 1), jnp.float32)
@@ -83,6 +84,10 @@ def latent_search(task, state, images, mask, key, *, steps: int = 1000, restarts
     return jnp.clip(optax.apply_updates(z, updates), -z_range, z_range), opt_state
 
   final = jax.jit(losses)
+  bar = None
+  if progress:
+    from tqdm import tqdm
+    bar = tqdm(total=steps * -(-n // batch_size), desc="latent search", unit="step")
   best_images, best_z, best_loss = [], [], []
   for start in range(0, n, batch_size):
     x = jnp.asarray(images[start:start + batch_size], jnp.float32)
@@ -94,12 +99,16 @@ def latent_search(task, state, images, mask, key, *, steps: int = 1000, restarts
     opt_state = tx.init(z)
     for _ in range(steps):
       z, opt_state = step(z, opt_state, xs, ws)
+      if bar is not None:
+        bar.update()
     loss = final(z, xs, ws).reshape(restarts, b)
     pick = jnp.argmin(loss, axis=0)
     z = z.reshape(restarts, b, -1)[pick, jnp.arange(b)]
     best_z.append(z)
     best_loss.append(loss[pick, jnp.arange(b)])
     best_images.append(task.sample_jit(state, z))
+  if bar is not None:
+    bar.close()
   return (np.concatenate([np.asarray(v) for v in best_images]),
           np.concatenate([np.asarray(v) for v in best_z]),
           np.concatenate([np.asarray(v) for v in best_loss]))

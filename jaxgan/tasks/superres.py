@@ -103,43 +103,45 @@ class SuperResolutionTask:
     return apply_model(self.discriminator, params, stats, x, train=True, rngs={"dropout": key})
 
   def train_step(self, state: SRState, batch: dict):
+    """One forward pass of the network, its VJP kept: the discriminator (with
+    the adversarial loss) updates on HR vs the (constant) SR images, then
+    the network's losses are differentiated with respect to its output and
+    back-propagated through that VJP."""
     hr = batch["image"]
     lr = area_downsample(hr, self.scale)
     key = jax.random.fold_in(state.key, state.step)
     k_real, k_fake, k_g = jax.random.split(key, 3)
+    sr, vjp = jax.vjp(lambda p: self.model.apply({"params": p}, lr, train=True), state.params)
     out, d = {}, state.d
     if self.adversarial_weight:
-      # The discriminator first, on HR (real) vs the current SR (fake) images.
       d_params, d_stats, d_opt = state.d
-      fake = jax.lax.stop_gradient(self.model.apply({"params": state.params}, lr))
 
       def d_loss_fn(p):
         real_out, stats = self._d(p, d_stats, hr, k_real)
-        fake_out, stats = self._d(p, stats, fake, k_fake)
+        fake_out, stats = self._d(p, stats, sr, k_fake)
         return self.objective(real_out, fake_out).d_loss, (stats, real_out)
 
       (d_loss, (d_stats, real_out)), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
           d_params)
       d_params, d_opt = apply_gradients(self.d_tx, d_params, d_opt, grads)
       d, out["d_loss"] = (d_params, d_stats, d_opt), d_loss
+    hr_features = self._features(hr) if self._features is not None else None
 
-    def loss_fn(params):
-      sr = self.model.apply({"params": params}, lr, train=True)
+    def loss_fn(sr):
       err = sr - hr
       pixel = jnp.mean(jnp.abs(err)) if self.config.loss == "l1" else jnp.mean(err * err)
       loss, parts = pixel, {"pixel_loss": pixel}
-      if self._features is not None:
-        parts["perceptual_loss"] = jnp.mean(jnp.square(self._features(sr) -
-                                                       jax.lax.stop_gradient(self._features(hr))))
+      if hr_features is not None:
+        parts["perceptual_loss"] = jnp.mean(jnp.square(self._features(sr) - hr_features))
         loss = loss + self.perceptual_weight * parts["perceptual_loss"]
       if self.adversarial_weight:
         fake_out, _ = self._d(d[0], d[1], sr, k_g)
-        parts["adversarial_loss"] = self.objective(jax.lax.stop_gradient(real_out),
-                                                   fake_out).g_loss
+        parts["adversarial_loss"] = self.objective(real_out, fake_out).g_loss
         loss = loss + self.adversarial_weight * parts["adversarial_loss"]
-      return loss, (sr, parts)
+      return loss, parts
 
-    (loss, (sr, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, parts), sr_grad = jax.value_and_grad(loss_fn, has_aux=True)(sr)
+    (grads,) = vjp(sr_grad)
     params, opt_state = apply_gradients(self.tx, state.params, state.opt_state, grads)
     mse01 = jnp.mean(jnp.square((jnp.clip(sr, -1, 1) - hr) / 2.0))
     out = {"loss": loss, "psnr": -10.0 * jnp.log10(mse01), **parts, **out}
