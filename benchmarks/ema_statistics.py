@@ -15,7 +15,7 @@ import argparse
 
 from experiments import common  # noqa: F401  (jaxgan's XLA flags)
 from jaxgan import evaluation
-from jaxgan.tasks.gan import GANTask
+from jaxgan.tasks.gan import make_task
 
 
 def main():
@@ -23,8 +23,7 @@ def main():
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--features", required=True)
   args = parser.parse_args()
-  config, data, task, state, step = evaluation.restore_run(
-      args.workdir, lambda cfg, d: GANTask(cfg, d.info.image_shape))
+  config, data, task, state, step = evaluation.restore_run(args.workdir, make_task)
   extractor = evaluation.make_extractor(args.features)
   real = data.first_images(config.eval_split)
   real_f, real_p = extractor(real)

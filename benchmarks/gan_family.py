@@ -2,11 +2,14 @@
 second derivative through jaxgan's Conv vs flax's.
 
     python -m benchmarks.gan_family [--batch 128] [--steps 5] [--presets dcgan,wgan_gp]
+    python -m benchmarks.gan_family --presets sngan,sngan_projection --batch 64 --channels 3 --no_penalty
 
-1. Every preset of experiments/configs/gan.py on the MNIST model (28x28, one
-   device, random data): compile + first step, then the median of `--steps`
-   steps. A preset's step includes all of its `n_critic` D updates, so
-   wgan_gp's costs about five DCGAN steps and then some (the penalty).
+1. Every preset of experiments/configs/gan.py at its own image size (28x28
+   for the DCGAN presets, 32x32 for the SNGAN ResNet), `--channels` channels,
+   one device, random data (10-class labels for the conditional presets):
+   compile + first step, then the median of `--steps` steps. A preset's step
+   includes all of its `n_critic` D updates, so wgan_gp's costs about five
+   DCGAN steps and then some (the penalty), and sngan's five ResNet D updates.
 2. The WGAN-GP penalty's parameter gradient (an input gradient,
    differentiated again) of the MNIST discriminator, with the model's Conv
    (jaxgan's, custom VJP) and with `flax.linen.Conv` swapped in, alternating;
@@ -43,18 +46,21 @@ def _time(fn, *args, steps: int) -> tuple[float, float]:
   return first, statistics.median(times)
 
 
-def preset_steps(presets, batch: int, steps: int) -> None:
+def preset_steps(presets, batch: int, steps: int, channels: int = 1) -> None:
   rng = np.random.default_rng(0)
-  print(f"{'preset':15s} {'compile+1st s':>13s} {'step ms':>8s} {'x dcgan':>8s} "
-        f"{'3000 steps min':>15s}")
+  print(f"{'preset':17s} {'image':>8s} {'compile+1st s':>13s} {'step ms':>8s} "
+        f"{'x first':>8s} {'3000 steps min':>15s}")
   base = None
   for preset in presets:
     config = gan_configs.get_config(preset)
     config.batch_size = batch
-    task = GANTask(config, (28, 28, 1))
+    size = config.image_size
+    task = GANTask(config, (size, size, channels), num_classes=10)
     k = task.batches_per_step
-    shape = ((k,) if k > 1 else ()) + (batch, 28, 28, 1)
-    data = {"image": jnp.asarray(rng.uniform(-1, 1, shape).astype(np.float32))}
+    lead = (k,) if k > 1 else ()
+    data = {"image": jnp.asarray(rng.uniform(-1, 1, lead + (batch, size, size, channels))
+                                 .astype(np.float32)),
+            "label": jnp.asarray(rng.integers(0, 10, lead + (batch,)).astype(np.int32))}
     state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
     step = jax.jit(task.train_step)
     holder = {"state": state}
@@ -65,8 +71,9 @@ def preset_steps(presets, batch: int, steps: int) -> None:
 
     first, per_step = _time(run, steps=steps)
     base = base or per_step
-    print(f"{preset:15s} {first:13.1f} {per_step * 1e3:8.0f} {per_step / base:8.2f} "
-          f"{per_step * 3000 / 60:15.1f}", flush=True)
+    image = f"{size}x{size}x{channels}"
+    print(f"{preset:17s} {image:>8s} {first:13.1f} {per_step * 1e3:8.0f} "
+          f"{per_step / base:8.2f} {per_step * 3000 / 60:15.1f}", flush=True)
 
 
 def penalty_gradient(batch: int, steps: int) -> None:
@@ -108,10 +115,13 @@ def main():
   parser.add_argument("--batch", type=int, default=128)
   parser.add_argument("--steps", type=int, default=5)
   parser.add_argument("--presets", default=",".join(gan_configs.PRESETS))
+  parser.add_argument("--channels", type=int, default=1)
+  parser.add_argument("--no_penalty", action="store_true", help="Skip part 2.")
   args = parser.parse_args()
   print(f"jax {jax.__version__}, {jax.devices()[0].device_kind}, batch {args.batch}")
-  preset_steps(args.presets.split(","), args.batch, args.steps)
-  penalty_gradient(args.batch, args.steps)
+  preset_steps(args.presets.split(","), args.batch, args.steps, args.channels)
+  if not args.no_penalty:
+    penalty_gradient(args.batch, args.steps)
 
 
 if __name__ == "__main__":

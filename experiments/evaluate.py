@@ -8,7 +8,10 @@ dataset, or of the standard FID InceptionV3 (`--features=inception`, weights
 from a local file; see jaxgan/models/inception.py). --baseline_split scores that split's real images instead of samples,
 to show the scale. Writes the result with its protocol to RUN_DIR/evaluation.json
 (evaluation_step_<S>.json with --step, evaluation_real_<split>.json with
---baseline_split) and prints a table.
+--baseline_split) and prints a table. A class-conditional run adds intra_fid
+(mean per-class FID) and class_accuracy (the share of samples the feature
+classifier assigns to their class; its accuracy on the real images is in the
+protocol); --cas adds the Classification Accuracy Score.
 """
 
 import json
@@ -32,6 +35,11 @@ flags.DEFINE_string("baseline_split", None, "Score this split's real images inst
 flags.DEFINE_string("texture_features", None, "Also the per-layer texture distance (Gram "
                     "statistics) of the samples to the real images, in this feature network: "
                     "random[:SEED] or classifier:RUN_DIR.")
+flags.DEFINE_string("cas", None, "A conditional run's Classification Accuracy Score: a "
+                    "classifier run trained on its samples only (experiments.classifier "
+                    "--config.generated_data=RUN_DIR), scored on the real reference split.")
+flags.DEFINE_string("cas_real", None, "With --cas: the same classifier trained on real "
+                    "images (e.g. the --features run), scored alike for scale.")
 flags.DEFINE_string("export", None, "Also write the scored images: a .npz file or a directory "
                     "of PNGs.")
 FLAGS = flags.FLAGS
@@ -53,6 +61,11 @@ def main(argv):
         FLAGS.workdir, extractor, split=FLAGS.split, num_samples=FLAGS.num_samples,
         step=FLAGS.step, baseline_split=FLAGS.baseline_split, export=FLAGS.export,
         texture_features=texture)
+    if FLAGS.cas:
+      result.update(evaluation.classification_accuracy_score(
+          FLAGS.workdir, FLAGS.cas, FLAGS.cas_real, split=FLAGS.split))
+    elif FLAGS.cas_real:
+      raise ValueError("--cas_real needs --cas (the classifier trained on the samples).")
   except (DataError, ValueError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

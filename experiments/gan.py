@@ -1,6 +1,7 @@
 """Trains a GAN of the family: `python -m experiments.gan --config experiments/configs/gan.py:PRESET [--workdir DIR] [--config.FIELD=VALUE ...]`.
 
-Presets: dcgan, lsgan, wgan_gp, hinge_sn, dcgan_diffaug (see
+Presets: dcgan, lsgan, wgan_gp, hinge_sn, dcgan_diffaug; class-conditional
+cgan_projection and acgan; the SNGAN ResNet sngan and sngan_projection (see
 experiments/configs/gan.py). Rerunning with the same --workdir resumes from
 its latest checkpoint.
 """
@@ -13,9 +14,8 @@ from experiments import common
 def train_and_evaluate(config, workdir: str):
   from jaxgan import evaluation
   from jaxgan.loop import train_and_evaluate as run
-  from jaxgan.tasks.gan import GANTask
-  return run(config, workdir, lambda cfg, data: GANTask(cfg, data.info.image_shape),
-             evaluators=evaluation.training_evaluators(config))
+  from jaxgan.tasks.gan import make_task
+  return run(config, workdir, make_task, evaluators=evaluation.training_evaluators(config))
 
 
 if __name__ == "__main__":

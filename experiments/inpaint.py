@@ -46,8 +46,12 @@ def _model(run_dir: str):
   from jaxgan.evaluation import load_run_config, restore_run
   config = load_run_config(run_dir)
   if "gan_loss" in config:
-    from jaxgan.tasks.gan import GANTask
-    kind, make = "gan", lambda cfg, data: GANTask(cfg, data.info.image_shape)
+    from jaxgan.tasks.gan import make_task
+    if config.get("conditional"):
+      raise ValueError(f"{run_dir} is a class-conditional GAN ({config.conditional}); "
+                       "inpainting searches an unconditional generator's latent space: pass "
+                       "an unconditional GAN run.")
+    kind, make = "gan", make_task
   elif "likelihood" in config:
     from jaxgan.tasks.vae import VAETask
     kind = "vae"

@@ -8,6 +8,9 @@ or class probabilities [N, K]; statistics are in float64.
   taken from the eigenvalues of the symmetric S1^(1/2) S2 S1^(1/2).
 - `kernel_inception_distance` (KID, Binkowski et al. 2018): unbiased MMD^2
   with the kernel (x.y / D + 1)^3, mean and std over random subsets.
+- `intra_fid` (Miyato & Koyama 2018): the mean over classes of the FID
+  between the real and the generated images of each class; and
+  `class_accuracy`, the share of images a classifier assigns to their class.
 - `inception_score` (Salimans et al. 2016): exp(E_x KL(p(y|x) || p(y))).
 - `precision_recall` (Kynkaanniemi et al. 2019) and `density_coverage`
   (Naeem et al. 2020), with k-nearest-neighbour radii.
@@ -58,6 +61,26 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 
 def fid_from_features(real, fake) -> float:
   return frechet_distance(*feature_statistics(real), *feature_statistics(fake))
+
+
+def intra_fid(real, real_labels, fake, fake_labels) -> tuple[float, dict[int, float]]:
+  """(mean per-class FID, {class: FID}) over the classes present in the real
+  labels; every such class needs at least 2 real and 2 generated features."""
+  real, fake = _f64(real), _f64(fake)
+  real_labels, fake_labels = np.asarray(real_labels), np.asarray(fake_labels)
+  per_class = {}
+  for c in np.unique(real_labels):
+    r, f = real[real_labels == c], fake[fake_labels == c]
+    if len(r) < 2 or len(f) < 2:
+      raise ValueError(f"intra-FID: class {int(c)} has {len(r)} real and {len(f)} generated "
+                       "images; each class needs at least 2 of both.")
+    per_class[int(c)] = fid_from_features(r, f)
+  return float(np.mean(list(per_class.values()))), per_class
+
+
+def class_accuracy(probs, labels) -> float:
+  """The share of rows of class scores [N, K] whose argmax is the label."""
+  return float(np.mean(np.argmax(np.asarray(probs), axis=1) == np.asarray(labels)))
 
 
 def kernel_inception_distance(real, fake, num_subsets: int = 100, subset_size: int = 1000,

@@ -23,6 +23,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.augment_crop_padding = 2  # MNIST digits sit in a 20x20 box: shifts keep them whole
   config.augment_flip = False
 
+  # Training on a class-conditional GAN's samples (the Classification Accuracy
+  # Score with generated_fraction 1.0; Ravuri & Vinyals 2019): its run
+  # directory, and the share of every batch drawn from it (the rest is real).
+  config.generated_data = ml_collections.config_dict.placeholder(str)
+  config.generated_fraction = 1.0
+
   # Model: small_cnn, lenet5, resnet20 or resnet18.
   config.model = "small_cnn"
 

@@ -20,6 +20,21 @@ model for image_size 28, Radford et al.'s for 4 * 2**k):
   dcgan_diffaug  dcgan + DiffAugment (Zhao et al. 2020) with their full
                  policy "color,translation,cutout" on real and fake images.
 
+Conditional presets (labelled data; grids show one row per class):
+
+  cgan_projection  Miyato & Koyama 2018 on the DCGAN architecture: projection
+                 discriminator, conditional BatchNorm in G, with their
+                 objective (hinge loss, spectral normalisation; the hinge_sn
+                 optimiser).
+  acgan          Odena et al. 2017: the dcgan setup plus an auxiliary
+                 classifier on D (cross-entropy on real and fake labels added
+                 to both networks' losses, weight 1), conditional BatchNorm in G.
+  sngan          Miyato et al. 2018, the CIFAR-10 ResNet (jaxgan/models/sngan.py)
+                 at 32x32: z = 128, hinge loss, spectral normalisation,
+                 Adam(2e-4, b1 0, b2 0.9), n_critic = 5, batch 64.
+  sngan_projection  sngan with the projection discriminator and conditional
+                 BatchNorm (Miyato & Koyama 2018's CIFAR-10 model).
+
 Every preset keeps the generator's parameter average (ema_decay 0.999) for
 samples and evaluation. Any field overrides on the command line.
 """
@@ -34,11 +49,18 @@ def base() -> ml_collections.ConfigDict:
   config = data_config()  # dataset, splits, image_size, ... (configs/data.py)
   config.preset = "dcgan"
 
-  # Model. image_size picks the architecture: 28 is the seeds' MNIST DCGAN,
-  # 4 * 2**k (32, 64, ...) Radford et al.'s.
+  # Model: "dcgan" (image_size picks the architecture: 28 is the seeds'
+  # MNIST DCGAN, 4 * 2**k (32, 64, ...) Radford et al.'s) or "sngan" (the
+  # SNGAN ResNet, image_size 32/48/64; jaxgan/models/sngan.py).
+  config.model = "dcgan"
   config.latent_dim = 100
-  config.ngf = 64  # Radford architecture widths (image_size 32/64).
+  config.ngf = 64  # Widths: Radford's base widths, or the SNGAN ResNet's channels.
   config.ndf = 64
+  # Class-conditional generation on labelled data: "" (unconditional),
+  # "projection" (Miyato & Koyama 2018) or "acgan" (Odena et al. 2017); the
+  # generator then uses conditional BatchNorm, fakes get uniform labels.
+  config.conditional = ""
+  config.class_loss_weight = 1.0  # acgan: weight of the auxiliary classification losses
   # The discriminator's normalisation (Radford architecture; the 28x28 model
   # has none): "batch", "layer" (per image) or "none". None chooses what the
   # papers do: "layer" with a gradient penalty (WGAN-GP), "none" with
@@ -118,8 +140,37 @@ def _dcgan_diffaug(config):
   config.diffaugment = "color,translation,cutout"
 
 
+def _cgan_projection(config):
+  _hinge_sn(config)
+  config.conditional = "projection"
+
+
+def _acgan(config):
+  config.conditional = "acgan"
+
+
+def _sngan(config):
+  config.model = "sngan"
+  config.image_size = 32
+  config.latent_dim = 128
+  config.ngf, config.ndf = 256, 128
+  config.gan_loss = "hinge"
+  config.spectral_norm = True
+  config.n_critic = 5
+  config.batch_size = 64
+  config.g_learning_rate = config.d_learning_rate = 2e-4
+  config.g_beta1 = config.d_beta1 = 0.0
+  config.g_beta2 = config.d_beta2 = 0.9
+
+
+def _sngan_projection(config):
+  _sngan(config)
+  config.conditional = "projection"
+
+
 PRESETS = {"dcgan": _dcgan, "lsgan": _lsgan, "wgan_gp": _wgan_gp, "hinge_sn": _hinge_sn,
-           "dcgan_diffaug": _dcgan_diffaug}
+           "dcgan_diffaug": _dcgan_diffaug, "cgan_projection": _cgan_projection,
+           "acgan": _acgan, "sngan": _sngan, "sngan_projection": _sngan_projection}
 
 
 def get_config(preset: str = "dcgan") -> ml_collections.ConfigDict:

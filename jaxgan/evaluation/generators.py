@@ -15,17 +15,41 @@ from jaxgan.evaluation.runs import restore_run
 _SAMPLE_STREAM = 7_000_001
 
 
-def generate(task, state, num: int, seed: int, batch_size: int = 500) -> np.ndarray:
+def generate(task, state, num: int, seed: int, batch_size: int = 500,
+             labels=None) -> np.ndarray:
   """`num` generator samples in [-1, 1] (the averaged generator when the
-  task keeps one), from a key that depends only on `seed`."""
+  task keeps one), from a key that depends only on `seed`. A conditional
+  generator draws class `labels[i]` for sample i (default: the classes in
+  turn, 0, 1, ..., K-1, 0, ...)."""
   key = jax.random.fold_in(jax.random.PRNGKey(seed), _SAMPLE_STREAM)
   sample = task.sample_jit  # compiled once per task, reused by every evaluation
+  if task.num_classes:
+    labels = (np.arange(num) % task.num_classes if labels is None else np.asarray(labels))
+    if labels.shape != (num,) or labels.min() < 0 or labels.max() >= task.num_classes:
+      raise ValueError(f"Expected {num} class labels in [0, {task.num_classes}), got "
+                       f"shape {labels.shape}.")
+    labels = labels.astype(np.int32)
+  elif labels is not None:
+    raise ValueError("This generator is unconditional; it takes no labels.")
   out = []
   for i in range(0, num, batch_size):
     n = min(batch_size, num - i)
     z = flat_random.normal(jax.random.fold_in(key, i), (n, task.latent_dim))
-    out.append(np.asarray(sample(state, z)))
+    out.append(np.asarray(sample(state, z, None if labels is None else labels[i:i + n])))
   return np.concatenate(out)
+
+
+def sample_classes(run_dir: str, labels, seed: int = 0, step: int | None = None) -> np.ndarray:
+  """Images in [-1, 1] of the given classes (int [N]) from a conditional GAN
+  run's (averaged) generator at its latest checkpoint (or `step`); the same
+  for the same `seed`."""
+  from jaxgan.tasks.gan import make_task
+  _, _, task, state, _ = restore_run(run_dir, make_task, step)
+  if not task.num_classes:
+    raise ValueError(f"{run_dir} is an unconditional GAN (config.conditional is unset); "
+                     "use jaxgan.evaluation.generate for its samples.")
+  labels = np.asarray(labels)
+  return generate(task, state, len(labels), seed, labels=labels)
 
 
 def kid_subset_size(num_real: int, num_fake: int) -> int:
@@ -59,22 +83,33 @@ def evaluate_generator(run_dir: str, extractor, split: str | None = None,
   `texture_features` (a `jaxgan.texture.features` network), also the
   per-layer texture distance of the samples' Gram statistics to the real
   images' (`texture_distance`)."""
-  from jaxgan.tasks.gan import GANTask
-  config, data, task, state, step = restore_run(
-      run_dir, lambda cfg, d: GANTask(cfg, d.info.image_shape), step)
+  from jaxgan.tasks.gan import make_task
+  config, data, task, state, step = restore_run(run_dir, make_task, step)
   split = split or config.eval_split
-  real = data.first_images(split)
+  real, real_labels = data.first_images(split, with_labels=True)
+  conditional = bool(task.num_classes)
   if baseline_split:
-    fake = data.first_images(baseline_split, num_samples)
+    fake, fake_labels = data.first_images(baseline_split, num_samples, with_labels=True)
     source = f"real images of {baseline_split!r}"
   else:
-    fake = generate(task, state, num_samples or len(real), config.seed)
+    num = num_samples or len(real)
+    # A conditional generator draws the reference's classes (cyclically when
+    # more samples are asked for), so per-class sets match in size.
+    fake_labels = np.resize(real_labels, num) if conditional else None
+    fake = generate(task, state, num, config.seed, labels=fake_labels)
     source = f"generator at step {step}" + (" (parameter average)" if task.ema_decay else "")
   if export:
     export_samples(fake, export)
   real_f, real_p = extractor(real)
   fake_f, fake_p = extractor(fake)
   result = compare(real_f, real_p, fake_f, fake_p)
+  extra_protocol = {}
+  if conditional:
+    result.update(conditional_metrics(real_f, real_p, real_labels, fake_f, fake_p, fake_labels,
+                                      task.num_classes))
+    extra_protocol = {"conditional": config.conditional,
+                      "generated_labels": "the reference's labels, in order",
+                      "real_class_accuracy": result.pop("real_class_accuracy", None)}
   if texture_features is not None:
     from jaxgan.texture import gram
     rgb = lambda x: np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
@@ -86,7 +121,56 @@ def evaluate_generator(run_dir: str, extractor, split: str | None = None,
                         "generated": source, "run": os.path.abspath(run_dir), "step": step,
                         "knn_k": {"precision_recall": 3, "density_coverage": 5},
                         "kid": {"subsets": 100, "subset_size": kid_subset_size(len(real), len(fake)),
-                                "kernel": "(x.y/d + 1)^3"}}
+                                "kernel": "(x.y/d + 1)^3"}, **extra_protocol}
+  return result
+
+
+def conditional_metrics(real_f, real_p, real_labels, fake_f, fake_p, fake_labels,
+                        num_classes: int) -> dict:
+  """A conditional generator's metrics: `intra_fid` (mean per-class FID; the
+  per-class values in `intra_fid_per_class`) and, when the extractor is a
+  classifier over the same classes, `class_accuracy` (the share of samples
+  it assigns to the class they were generated for) and, for scale,
+  `real_class_accuracy` (its accuracy on the real reference images)."""
+  mean, per_class = metrics.intra_fid(real_f, real_labels, fake_f, fake_labels)
+  out = {"intra_fid": mean, "intra_fid_per_class": {str(c): v for c, v in per_class.items()}}
+  if real_p.shape[1] == num_classes:
+    out["class_accuracy"] = metrics.class_accuracy(fake_p, fake_labels)
+    out["real_class_accuracy"] = metrics.class_accuracy(real_p, real_labels)
+  return out
+
+
+def classification_accuracy_score(gan_run: str, cas_run: str, real_run: str | None = None,
+                                  split: str | None = None) -> dict:
+  """The Classification Accuracy Score (Ravuri & Vinyals 2019) of a
+  conditional GAN run: the real-image accuracy on `split` (default: the GAN
+  run's eval_split) of `cas_run`, a classifier trained on the GAN's samples
+  only (`experiments.classifier --config.generated_data=GAN_RUN`), and, with
+  `real_run`, of the same classifier trained on real images, for scale."""
+  from jaxgan.evaluation.extractors import ClassifierExtractor
+  from jaxgan.evaluation.runs import load_run_config
+  from jaxgan.data import Data
+  cas_config = load_run_config(cas_run)
+  source = cas_config.get("generated_data")
+  if not source or os.path.realpath(source) != os.path.realpath(gan_run):
+    raise ValueError(f"{cas_run} was not trained on this run's samples (its "
+                     f"generated_data is {source!r}, not {gan_run!r}); train it with "
+                     f"python -m experiments.classifier --config.generated_data={gan_run}.")
+  if cas_config.generated_fraction != 1.0:
+    raise ValueError(f"{cas_run} mixed real images into its batches (generated_fraction "
+                     f"{cas_config.generated_fraction}); the CAS needs a classifier trained on "
+                     "samples only (generated_fraction 1.0).")
+  gan_config = load_run_config(gan_run)
+  split = split or gan_config.eval_split
+  images, labels = Data(gan_config).first_images(split, with_labels=True)
+  accuracy = lambda run: metrics.class_accuracy(ClassifierExtractor(run)(images)[1], labels)
+  result = {"cas": accuracy(cas_run)}
+  protocol = {"cas_classifier": os.path.abspath(cas_run), "cas_split": split,
+              "cas_steps": cas_config.num_train_steps, "cas_batch_size": cas_config.batch_size}
+  if real_run:
+    result["cas_real_accuracy"] = accuracy(real_run)
+    protocol["cas_real_classifier"] = os.path.abspath(real_run)
+  result["cas_protocol"] = protocol
   return result
 
 
@@ -111,8 +195,11 @@ def format_table(results: dict[str, dict]) -> str:
   """{label: result} -> an aligned text table of the metrics."""
   keys = ["fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage",
           "inception_score"]
+  keys += [k for k in ("intra_fid", "class_accuracy", "cas", "cas_real_accuracy")
+           if any(k in r for r in results.values())]
   width = max(len(label) for label in results) + 2
-  cells = {label: [f"{r[k]:.4g}" for k in keys] for label, r in results.items()}
+  cells = {label: [f"{r[k]:.4g}" if k in r else "-" for k in keys]
+           for label, r in results.items()}
   widths = [max([len(k)] + [len(c[i]) for c in cells.values()]) + 2 for i, k in enumerate(keys)]
   lines = [f"{'':{width}s}" + "".join(f"{k:>{w}s}" for k, w in zip(keys, widths))]
   for label, row in cells.items():

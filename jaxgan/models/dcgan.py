@@ -16,6 +16,12 @@ kernel is spectrally normalised (Miyato et al. 2018, flax's `SpectralNorm`:
 one power iteration per forward pass in training mode, as PyTorch's
 `spectral_norm` does; `u` and `sigma` live in the `batch_stats` collection,
 so they are saved with the checkpoints and frozen in evaluation).
+
+Class-conditional with `num_classes` > 0 (jaxgan/models/conditioning.py):
+the generators take `labels` and use conditional BatchNorm; the
+discriminators take `labels` and add the projection term (`conditional =
+"projection"`) or return (logits, class logits) (`"acgan"`). Unconditional
+models have exactly the parameters they always had.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgan.models import initializers
+from jaxgan.models.conditioning import ConditionalBatchNorm, conditional_output, spectral
 from jaxgan.models.initializers import Dense
 from jaxgan.models.layers import BatchNorm, Conv, ConvTranspose, Dropout
 
@@ -35,15 +42,29 @@ _dcgan_init = initializers.normal(0.02)
 _bn_scale_init = initializers.normal(0.02, mean=1.0)
 
 
+def _generator_norm(num_classes: int, labels, train: bool, dtype, **kwargs):
+  """x -> BatchNorm(x), or with num_classes > 0 conditional BatchNorm on
+  `labels` (per-class scale and offset; jaxgan.models.conditioning)."""
+  if num_classes:
+    if labels is None:
+      raise ValueError("A conditional generator needs labels.")
+    return lambda x: ConditionalBatchNorm(
+        num_classes, momentum=kwargs.get("momentum", 0.9),
+        epsilon=kwargs.get("epsilon", 1e-5), dtype=dtype)(x, labels, train)
+  return lambda x: BatchNorm(use_running_average=not train, dtype=dtype, **kwargs)(x)
+
+
 class MnistGenerator(nn.Module):
-  """z [batch, latent] -> images [batch, 28, 28, channels] in [-1, 1]."""
+  """z [batch, latent] -> images [batch, 28, 28, channels] in [-1, 1]. With
+  num_classes > 0, class-conditional (conditional BatchNorm on `labels`)."""
   channels: int = 1
   negative_slope: float = 0.3  # tf.keras.layers.LeakyReLU's default, as in the seeds
+  num_classes: int = 0
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, z: jax.Array, train: bool) -> jax.Array:
-    bn = lambda: BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)
+  def __call__(self, z: jax.Array, train: bool, labels: jax.Array | None = None) -> jax.Array:
+    bn = lambda: _generator_norm(self.num_classes, labels, train, self.dtype, momentum=0.9)
     act = lambda x: nn.leaky_relu(x, self.negative_slope)
     x = Dense(7 * 7 * 256, use_bias=False, dtype=self.dtype)(z)
     x = act(bn()(x)).reshape(z.shape[0], 7, 7, 256)
@@ -53,13 +74,6 @@ class MnistGenerator(nn.Module):
     return jnp.tanh(x.astype(jnp.float32))
 
 
-def _layer(layer: nn.Module, spectral_norm: bool, train: bool):
-  """`layer`, or `layer` spectrally normalised (its u updated when training)."""
-  if not spectral_norm:
-    return layer
-  return lambda x: nn.SpectralNorm(layer)(x, update_stats=train)
-
-
 # Discriminator normalisation layers: "batch" (the Radford default), "layer"
 # (per image, over H, W, C: what WGAN-GP's critic uses, since a gradient
 # penalty is per image), or "none".
@@ -67,23 +81,28 @@ NORMALIZATIONS = ("batch", "layer", "none")
 
 
 class MnistDiscriminator(nn.Module):
-  """images [batch, 28, 28, C] -> logits [batch]. It has no normalisation
-  layers (dropout instead)."""
+  """images [batch, 28, 28, C] -> logits [batch] (conditional: see
+  `conditional_output`). It has no normalisation layers (dropout instead)."""
   negative_slope: float = 0.3
   dropout_rate: float = 0.3
   spectral_norm: bool = False
+  num_classes: int = 0
+  conditional: str = ""
   dtype: jnp.dtype = jnp.float32
   normalization = "none"
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool, labels: jax.Array | None = None):
     act = lambda x: nn.leaky_relu(x, self.negative_slope)
-    sn = lambda layer: _layer(layer, self.spectral_norm, train)
+    sn = lambda layer: spectral(layer, self.spectral_norm, train)
     for features in (64, 128):
       x = sn(Conv(features, (5, 5), (2, 2), padding="SAME", dtype=self.dtype))(x)
       x = Dropout(self.dropout_rate, deterministic=not train)(act(x))
-    x = x.reshape(x.shape[0], -1)
-    return sn(Dense(1, dtype=self.dtype))(x)[:, 0].astype(jnp.float32)
+    h = x.reshape(x.shape[0], -1)
+    logit = sn(Dense(1, dtype=self.dtype))(h)[:, 0].astype(jnp.float32)
+    return conditional_output(logit, h, labels, num_classes=self.num_classes,
+                              conditional=self.conditional, spectral_norm=self.spectral_norm,
+                              train=train, dtype=self.dtype)
 
 
 def _num_doublings(image_size: int) -> int:
@@ -99,13 +118,14 @@ class Generator(nn.Module):
   image_size: int = 64
   channels: int = 3
   base_features: int = 64  # ngf
+  num_classes: int = 0  # > 0: class-conditional (conditional BatchNorm)
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, z: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, z: jax.Array, train: bool, labels: jax.Array | None = None) -> jax.Array:
     n = _num_doublings(self.image_size)
-    bn = lambda: BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                           scale_init=_bn_scale_init, dtype=self.dtype)
+    bn = lambda: _generator_norm(self.num_classes, labels, train, self.dtype, momentum=0.9,
+                                 epsilon=1e-5, scale_init=_bn_scale_init)
     up = lambda f, s, p: ConvTranspose(f, (4, 4), (s, s), padding=((p, p), (p, p)),
                                        use_bias=False, kernel_init=_dcgan_init, dtype=self.dtype)
     x = z.reshape(z.shape[0], 1, 1, z.shape[-1])
@@ -124,12 +144,14 @@ class Discriminator(nn.Module):
   base_features: int = 64  # ndf
   normalization: str = "batch"  # see NORMALIZATIONS
   spectral_norm: bool = False
+  num_classes: int = 0
+  conditional: str = ""
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool, labels: jax.Array | None = None):
     n = _num_doublings(self.image_size)
-    conv = lambda f, s, p: _layer(
+    conv = lambda f, s, p: spectral(
         Conv(f, (4, 4), (s, s), padding=((p, p), (p, p)), use_bias=False,
              kernel_init=_dcgan_init, dtype=self.dtype), self.spectral_norm, train)
     x = nn.leaky_relu(conv(self.base_features, 2, 1)(x), 0.2)
@@ -141,19 +163,26 @@ class Discriminator(nn.Module):
       elif self.normalization == "layer":
         x = nn.LayerNorm(reduction_axes=(1, 2, 3), feature_axes=-1, dtype=self.dtype)(x)
       x = nn.leaky_relu(x, 0.2)
+    h = x
     x = conv(1, 1, 0)(x)  # 4x4 -> 1x1
-    return x.reshape(x.shape[0]).astype(jnp.float32)
+    logit = x.reshape(x.shape[0]).astype(jnp.float32)
+    return conditional_output(logit, h.reshape(h.shape[0], -1), labels,
+                              num_classes=self.num_classes, conditional=self.conditional,
+                              spectral_norm=self.spectral_norm, train=train, dtype=self.dtype)
 
 
 def make_dcgan(image_size: int, channels: int, *, ngf: int = 64, ndf: int = 64,
                d_normalization: str | None = None, spectral_norm: bool = False,
+               num_classes: int = 0, conditional: str = "",
                dtype=jnp.float32) -> tuple[nn.Module, nn.Module]:
   """The (generator, discriminator) pair for an image size.
 
   d_normalization: the discriminator's normalisation layers (NORMALIZATIONS);
   None keeps the architecture's own (Radford: "batch"; the 28x28 model has
-  none).
+  none). conditional: "" or, with num_classes labels, "projection" / "acgan"
+  (jaxgan.models.conditioning); the generator is then class-conditional.
   """
+  g_classes = num_classes if conditional else 0
   if d_normalization is not None and d_normalization not in NORMALIZATIONS:
     raise ValueError(f"Unknown config.d_normalization {d_normalization!r}; use one of "
                      f"{', '.join(NORMALIZATIONS)} (or leave it unset for the "
@@ -162,8 +191,11 @@ def make_dcgan(image_size: int, channels: int, *, ngf: int = 64, ndf: int = 64,
     if d_normalization not in (None, "none"):
       raise ValueError(f"config.d_normalization={d_normalization!r}: the 28x28 discriminator "
                        "has no normalisation layers (it uses dropout); leave it unset.")
-    return (MnistGenerator(channels=channels, dtype=dtype),
-            MnistDiscriminator(spectral_norm=spectral_norm, dtype=dtype))
-  return (Generator(image_size=image_size, channels=channels, base_features=ngf, dtype=dtype),
+    return (MnistGenerator(channels=channels, num_classes=g_classes, dtype=dtype),
+            MnistDiscriminator(spectral_norm=spectral_norm, num_classes=num_classes,
+                               conditional=conditional, dtype=dtype))
+  return (Generator(image_size=image_size, channels=channels, base_features=ngf,
+                    num_classes=g_classes, dtype=dtype),
           Discriminator(image_size=image_size, base_features=ndf, spectral_norm=spectral_norm,
-                        normalization=d_normalization or "batch", dtype=dtype))
+                        normalization=d_normalization or "batch", num_classes=num_classes,
+                        conditional=conditional, dtype=dtype))

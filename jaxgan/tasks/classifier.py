@@ -4,6 +4,14 @@ Evaluation sums a confusion matrix over the eval split; `summarize_eval`
 turns it into top-1 accuracy, per-class precision / recall / F1 and their
 macro averages, and writes the per-class table (JSON) and a confusion-matrix
 PNG under `eval/` in the run directory.
+
+With `generated_data` (a class-conditional GAN run), a share
+`generated_fraction` of every training batch is drawn inside the step from
+that run's averaged generator, with uniform labels (all of it with 1.0:
+trained on samples only, the held-out real accuracy is the Classification
+Accuracy Score, Ravuri & Vinyals 2019). The generator's variables are part
+of the train state (`GeneratedDataState`), so a resumed run uses exactly the
+generator it started with, and the draws follow from the step's key.
 """
 
 from __future__ import annotations
@@ -33,6 +41,59 @@ class ClassifierState:
   batch_stats: Any
   opt_state: Any
   key: jax.Array  # raw PRNG key; step keys are fold_in(key, step)
+
+
+@flax.struct.dataclass
+class GeneratedDataState(ClassifierState):
+  generator: Any  # the GAN's averaged generator: {"params", "batch_stats"}, never trained
+
+
+# Generated batches draw from fold_in(step key, _GENERATED_STREAM).
+_GENERATED_STREAM = 2**31 - 7
+
+
+class GeneratedData:
+  """Class-conditional training images from a GAN run's generator."""
+
+  def __init__(self, run_dir: str, fraction: float, image_shape, num_classes: int):
+    from jaxgan.evaluation.runs import load_run_config, restore_run
+    from jaxgan.tasks.gan import make_task
+    if not 0.0 < fraction <= 1.0:
+      raise ValueError(f"config.generated_fraction must be in (0, 1] (the share of each batch "
+                       f"drawn from the generator), got {fraction}.")
+    gan_config = load_run_config(run_dir)
+    if not gan_config.get("conditional"):
+      raise ValueError(f"config.generated_data={run_dir!r} is not a class-conditional GAN run "
+                       "(its config has no `conditional`); train one with "
+                       "experiments/configs/gan.py:cgan_projection (or acgan).")
+    self.run_dir, self.fraction = run_dir, fraction
+    # Restored now, outside any trace (init_state is traced by the loop).
+    _, _, self.task, state, self.step = restore_run(run_dir, make_task)
+    if self.task.image_shape != tuple(image_shape) or self.task.num_classes != num_classes:
+      raise ValueError(
+          f"The GAN run {run_dir} makes {self.task.num_classes}-class images of shape "
+          f"{self.task.image_shape}; this classifier's data has {num_classes} classes of "
+          f"shape {tuple(image_shape)}. Use a GAN trained on the same dataset and image_size.")
+    self.num_classes = num_classes
+    self._variables = jax.device_get(state.g_ema)
+
+  def variables(self):
+    """The averaged generator's variables ({"params", "batch_stats"})."""
+    return self._variables
+
+  def count(self, batch_size: int) -> int:
+    return min(batch_size, max(1, round(self.fraction * batch_size)))
+
+  def draw(self, variables, key, n: int):
+    """(images [n, H, W, C] in [-1, 1], labels [n]) from the generator."""
+    from jaxgan import flat_random
+    task = self.task
+    z_key, label_key = jax.random.split(key)
+    labels = jax.random.randint(label_key, (n,), 0, self.num_classes, dtype=jnp.int32)
+    z = flat_random.normal(z_key, (n, task.latent_dim))
+    images = apply_model(task.generator, variables["params"], variables["batch_stats"], z,
+                         train=False, labels=labels)[0]
+    return jax.lax.stop_gradient(images), labels
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -93,6 +154,9 @@ class ClassifierTask:
     self.image_shape = tuple(image_shape)
     self.num_classes = num_classes
     self.model = make_classifier(config.model, num_classes)
+    self.generated = (GeneratedData(config.generated_data, float(config.generated_fraction),
+                                    image_shape, num_classes)
+                      if config.get("generated_data") else None)
     self.tx = make_optimizer(config)
     self.images_per_step = config.batch_size
     self.batches_per_step = 1
@@ -102,21 +166,35 @@ class ClassifierTask:
     init_key, state_key = jax.random.split(key)
     variables = self.model.init(init_key, jnp.zeros((1, *self.image_shape)), train=False)
     params = variables["params"]
-    return ClassifierState(step=jnp.zeros((), jnp.int32), params=params,
-                           batch_stats=variables.get("batch_stats", {}),
-                           opt_state=self.tx.init(params), key=state_key)
+    fields = dict(step=jnp.zeros((), jnp.int32), params=params,
+                  batch_stats=variables.get("batch_stats", {}), opt_state=self.tx.init(params),
+                  key=state_key)
+    if self.generated is not None:
+      return GeneratedDataState(**fields, generator=self.generated.variables())
+    return ClassifierState(**fields)
 
   def apply(self, state: ClassifierState, x: jax.Array, return_features: bool = False):
     """Inference: logits (and penultimate features) with running statistics."""
     return apply_model(self.model, state.params, state.batch_stats, x, train=False,
                        return_features=return_features)[0]
 
+  def _mix_generated(self, state, batch: dict, key) -> tuple[jax.Array, jax.Array]:
+    """The batch's (images, labels), the first `generated.count(B)` of them
+    replaced by the generator's samples when training on generated data."""
+    images, labels = batch["image"], batch["label"]
+    if self.generated is None:
+      return images, labels
+    n = self.generated.count(images.shape[0])
+    fake, fake_labels = self.generated.draw(state.generator,
+                                            jax.random.fold_in(key, _GENERATED_STREAM), n)
+    return (jnp.concatenate([fake, images[n:]]), jnp.concatenate([fake_labels, labels[n:]]))
+
   def train_step(self, state: ClassifierState, batch: dict):
     key = jax.random.fold_in(state.key, state.step)
-    labels = batch["label"]
+    images, labels = self._mix_generated(state, batch, key)
 
     def loss_fn(params):
-      logits, stats = apply_model(self.model, params, state.batch_stats, batch["image"],
+      logits, stats = apply_model(self.model, params, state.batch_stats, images,
                                   train=True, rngs={"dropout": key})
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
       return loss, (logits, stats)
@@ -125,8 +203,8 @@ class ClassifierTask:
     params, opt_state = apply_gradients(self.tx, state.params, state.opt_state, grads)
     metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
                "finite": jnp.isfinite(loss).astype(jnp.float32)}
-    return ClassifierState(step=state.step + 1, params=params, batch_stats=stats,
-                           opt_state=opt_state, key=state.key), metrics
+    return state.replace(step=state.step + 1, params=params, batch_stats=stats,
+                         opt_state=opt_state), metrics
 
   def eval_step(self, state: ClassifierState, batch: dict, batch_index: jax.Array) -> dict:
     mask, labels = batch["mask"], batch["label"]

@@ -10,7 +10,11 @@ experiments/configs/gan.py for the presets):
 - `diffaugment`: DiffAugment's policy, applied to every image D sees;
 - `n_critic`: discriminator updates per generator update, each on a fresh
   real batch; `g_learning_rate`, `d_learning_rate` and each network's Adam
-  betas (TTUR).
+  betas (TTUR);
+- `model`: the architecture (`MODELS`: dcgan, sngan);
+- `conditional`: "" or, on labelled data, "projection" / "acgan" (real
+  images with their labels, fakes with uniform labels; ACGAN adds its class
+  losses, weighted by `class_loss_weight`, to both networks' losses).
 
 One step: `n_critic - 1` discriminator updates, each on its own real batch
 and its own fakes; then one more on the last real batch and fakes from a
@@ -32,7 +36,9 @@ import optax
 
 from jaxgan import flat_random
 from jaxgan.gan import diffaugment, objectives, penalties
+from jaxgan.models.conditioning import check_conditioning
 from jaxgan.models.dcgan import make_dcgan
+from jaxgan.models.sngan import make_sngan
 from jaxgan.tasks.base import apply_gradients, apply_model, per_example_means
 
 # Eval latents come from fold_in(key, _EVAL_STREAM), apart from the per-step
@@ -42,6 +48,12 @@ _EVAL_STREAM = 2**32 - 1
 # critic updates) come from fold_in(step key, _AUX_STREAM), so the DCGAN
 # step's own draws are unchanged.
 _AUX_STREAM = 2**31
+# Fake labels of a conditional GAN come from fold_in(aux key, _LABEL_STREAM + i).
+_LABEL_STREAM = 2**29
+
+# Architectures by name (config.model): (image_size, channels, **options) ->
+# (generator, discriminator).
+MODELS = {"dcgan": make_dcgan, "sngan": make_sngan}
 
 
 @flax.struct.dataclass
@@ -82,15 +94,23 @@ FAMILY_FIELDS = ("gan_loss", "gradient_penalty", "r1_gamma", "r1_every", "spectr
                  "d_learning_rate", "g_beta1", "g_beta2", "d_beta1", "d_beta2")
 
 
+# Fields added with conditional GANs; runs made before them are
+# unconditional DCGAN-architecture runs.
+CONDITIONAL_DEFAULTS = {"model": "dcgan", "conditional": "", "class_loss_weight": 1.0}
+
+
 def _check(ok: bool, message: str) -> None:
   if not ok:
     raise ValueError(message)
 
 
 class GANTask:
-  """A GAN of the family, on the DCGAN architectures (jaxgan/models/dcgan.py)."""
+  """A GAN of the family: the DCGAN architectures (jaxgan/models/dcgan.py) or
+  the SNGAN ResNet (jaxgan/models/sngan.py), unconditional or
+  class-conditional (`conditional`: "projection" or "acgan"; labels from the
+  data, fake labels uniform)."""
 
-  def __init__(self, config, image_shape: tuple[int, int, int]):
+  def __init__(self, config, image_shape: tuple[int, int, int], num_classes: int = 0):
     missing = [f for f in FAMILY_FIELDS if f not in config]
     _check(not missing, f"The GAN config lacks {', '.join(missing)}: it predates the GAN "
            "family (runs made before it cannot be resumed or evaluated by this version; "
@@ -98,6 +118,14 @@ class GANTask:
            "experiments/configs/gan.py:PRESET.")
     self.config = config
     self.image_shape = tuple(image_shape)
+    option = lambda name: config.get(name, CONDITIONAL_DEFAULTS[name])
+    self.conditional = option("conditional")
+    check_conditioning(num_classes, self.conditional)
+    # Classes the generator is conditioned on (0: unconditional).
+    self.num_classes = num_classes if self.conditional else 0
+    self.class_loss_weight = float(option("class_loss_weight"))
+    model = option("model")
+    _check(model in MODELS, f"Unknown config.model {model!r}; use one of {', '.join(MODELS)}.")
     self.objective = objectives.get(config.gan_loss)
     self.augment_policy = diffaugment.parse_policy(config.diffaugment)
     self.n_critic = config.n_critic
@@ -120,12 +148,13 @@ class GANTask:
            "--config.gradient_penalty=10 (WGAN-GP) or --config.spectral_norm=True.")
     size, _, channels = self.image_shape
     d_normalization = config.d_normalization
-    if d_normalization is None and size != 28:  # As the papers do (see the config).
+    if d_normalization is None and model == "dcgan" and size != 28:  # As the papers do.
       d_normalization = ("layer" if self.gp_weight or self.r1_gamma else
                          "none" if config.spectral_norm else "batch")
-    self.generator, self.discriminator = make_dcgan(
+    self.generator, self.discriminator = MODELS[model](
         size, channels, ngf=config.ngf, ndf=config.ndf, d_normalization=d_normalization,
-        spectral_norm=config.spectral_norm, dtype=compute_dtype(config))
+        spectral_norm=config.spectral_norm, num_classes=self.num_classes,
+        conditional=self.conditional, dtype=compute_dtype(config))
     _check(not (self.gp_weight or self.r1_gamma) or
            self.discriminator.normalization != "batch",
            "A gradient penalty (gradient_penalty, r1_gamma) is per image, but this "
@@ -137,21 +166,31 @@ class GANTask:
     self.batches_per_step = self.n_critic
     self.images_per_step = config.batch_size * self.n_critic
     self.progress_keys = ("d_loss", "g_loss")
-    # A fixed latent batch, so successive sample grids show the same z.
+    # A fixed latent batch, so successive sample grids show the same z. A
+    # conditional grid has one row per class and one z per column.
+    n = config.num_sample_images
+    self.grid_columns = max(1, round(n ** 0.5)) if self.num_classes else None
     self.sample_z = flat_random.normal(jax.random.PRNGKey(config.seed + 1),
-                                       (config.num_sample_images, self.latent_dim))
+                                       (self.grid_columns or n, self.latent_dim))
+    if self.num_classes:
+      self.sample_z = jnp.tile(self.sample_z, (self.num_classes, 1))
+      self.sample_labels = jnp.repeat(jnp.arange(self.num_classes, dtype=jnp.int32),
+                                      self.grid_columns)
+    else:
+      self.sample_labels = None
     self.sample_jit = jax.jit(self.sample, static_argnames="average")
     self._sample_fixed = jax.jit(lambda state: {
-        "samples": self.sample(state, self.sample_z),
-        "live": self.sample(state, self.sample_z, average=False)})
+        "samples": self.sample(state, self.sample_z, self.sample_labels),
+        "live": self.sample(state, self.sample_z, self.sample_labels, average=False)})
 
   # -- state ---------------------------------------------------------------
   def init_state(self, key: jax.Array) -> GANState:
     g_key, d_key, state_key = jax.random.split(key, 3)
     z = jnp.zeros((1, self.latent_dim))
     x = jnp.zeros((1, *self.image_shape))
-    g_vars = self.generator.init(g_key, z, train=False)
-    d_vars = self.discriminator.init(d_key, x, train=False)
+    labels = jnp.zeros((1,), jnp.int32) if self.conditional else None
+    g_vars = self.generator.init(g_key, z, train=False, **self._label_kw(labels))
+    d_vars = self.discriminator.init(d_key, x, train=False, **self._label_kw(labels))
 
     def net(variables, tx):
       return NetState(params=variables["params"],
@@ -163,21 +202,43 @@ class GANTask:
                     key=state_key, g_ema={"params": g.params, "batch_stats": g.batch_stats})
 
   # -- pieces of the step ------------------------------------------------------
-  def _d(self, params, batch_stats, x, *, train: bool, key=None):
+  def _label_kw(self, labels) -> dict:
+    return {"labels": labels} if self.conditional else {}
+
+  def _fake_labels(self, key, n: int):
+    """Uniform class labels [n] for fakes (None when unconditional)."""
+    if not self.conditional:
+      return None
+    return jax.random.randint(key, (n,), 0, self.num_classes, dtype=jnp.int32)
+
+  def _g(self, params, batch_stats, z, labels, *, train: bool):
+    return apply_model(self.generator, params, batch_stats, z, train=train,
+                       **self._label_kw(labels))
+
+  def _d(self, params, batch_stats, x, labels=None, *, train: bool, key=None):
+    """D on images x (and labels) -> (outputs [N], class logits [N, K] for
+    ACGAN or None, batch_stats after the call)."""
     rngs = {"dropout": key} if key is not None else None
-    return apply_model(self.discriminator, params, batch_stats, x, train=train, rngs=rngs)
+    out, stats = apply_model(self.discriminator, params, batch_stats, x, train=train, rngs=rngs,
+                             **self._label_kw(labels))
+    if self.conditional == "acgan":
+      return out[0], out[1], stats
+    return out, None, stats
+
+  def _class_loss(self, class_logits, labels):
+    return optax.softmax_cross_entropy_with_integer_labels(class_logits, labels).mean()
 
   def _augment(self, x, key):
     if not self.augment_policy:
       return x
     return diffaugment.augment(x, key, self.augment_policy)
 
-  def _penalty_terms(self, params, d: NetState, real, fake, key) -> dict:
+  def _penalty_terms(self, params, d: NetState, real, fake, labels, key) -> dict:
     """The weighted penalties added to D's loss at this step: {name: (weight, value)}."""
     eps_key, drop = jax.random.split(key)
     # D as a function of its input alone (its statistics are not updated by
-    # the penalty's extra passes).
-    d_fn = lambda x: self._d(params, d.batch_stats, x, train=True, key=drop)[0]
+    # the penalty's extra passes; a conditional D sees the real labels).
+    d_fn = lambda x: self._d(params, d.batch_stats, x, labels, train=True, key=drop)[0]
     terms = {}
     if self.gp_weight:
       eps = jax.random.uniform(eps_key, (real.shape[0],), jnp.float32)
@@ -187,7 +248,7 @@ class GANTask:
       terms["r1"] = (0.5 * self.r1_gamma, penalties.r1_penalty(d_fn, real))
     return terms
 
-  def _lazy_r1(self, d: NetState, real, key, step):
+  def _lazy_r1(self, d: NetState, real, labels, key, step):
     """Lazy R1 (Karras et al. 2020): every r1_every steps, the penalty's
     gradient scaled by r1_every (the same strength on average); zero
     gradients otherwise. -> (grads, penalty value or 0)."""
@@ -195,7 +256,7 @@ class GANTask:
     weight = 0.5 * self.r1_gamma * self.r1_every
 
     def penalty(params):
-      d_fn = lambda x: self._d(params, d.batch_stats, x, train=True, key=drop)[0]
+      d_fn = lambda x: self._d(params, d.batch_stats, x, labels, train=True, key=drop)[0]
       return weight * penalties.r1_penalty(d_fn, real)
 
     def active():
@@ -207,26 +268,36 @@ class GANTask:
 
     return jax.lax.cond(step % self.r1_every == 0, active, inactive)
 
-  def _d_update(self, d: NetState, real, fake, drop_real, drop_fake, aux_key, step):
-    """One discriminator update on `real` and (constant) `fake` images.
-    -> (new D state, metrics, D's outputs on the real images)."""
+  def _d_update(self, d: NetState, real, real_labels, fake, fake_labels, drop_real, drop_fake,
+                aux_key, step):
+    """One discriminator update on `real` and (constant) `fake` images (and
+    their labels when conditional). -> (new D state, metrics, D's outputs on
+    the real images)."""
     aug_real, aug_fake, penalty_key = jax.random.split(aux_key, 3)
     real_in, fake_in = self._augment(real, aug_real), self._augment(fake, aug_fake)
 
     def loss_fn(params):
-      real_out, stats = self._d(params, d.batch_stats, real_in, train=True, key=drop_real)
-      fake_out, stats = self._d(params, stats, fake_in, train=True, key=drop_fake)
+      real_out, real_cls, stats = self._d(params, d.batch_stats, real_in, real_labels,
+                                          train=True, key=drop_real)
+      fake_out, fake_cls, stats = self._d(params, stats, fake_in, fake_labels, train=True,
+                                          key=drop_fake)
       losses = self.objective(real_out, fake_out)
       total, logged = losses.d_loss, {}
+      if real_cls is not None:  # ACGAN: classify real and fake images by their labels.
+        class_loss = (self._class_loss(real_cls, real_labels) +
+                      self._class_loss(fake_cls, fake_labels))
+        total = total + self.class_loss_weight * class_loss
+        logged["d_class_loss"] = class_loss
+        logged["class_accuracy_real"] = jnp.mean(jnp.argmax(real_cls, -1) == real_labels)
       for name, (weight, value) in self._penalty_terms(params, d, real_in, fake_in,
-                                                       penalty_key).items():
+                                                       real_labels, penalty_key).items():
         total, logged[name] = total + weight * value, value
       return total, (stats, real_out, losses, logged)
 
     (_, (stats, real_out, losses, logged)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(d.params)
     if self.r1_gamma and self.r1_every > 1:
-      r1_grads, logged["r1"] = self._lazy_r1(d, real_in, penalty_key, step)
+      r1_grads, logged["r1"] = self._lazy_r1(d, real_in, real_labels, penalty_key, step)
       grads = jax.tree.map(jnp.add, grads, r1_grads)
     params, opt_state = apply_gradients(self.d_tx, d.params, d.opt_state, grads)
     metrics = {"d_loss": losses.d_loss, **losses.metrics, **logged}
@@ -235,9 +306,11 @@ class GANTask:
   # -- training --------------------------------------------------------------
   def train_step(self, state: GANState, batch: dict) -> tuple[GANState, dict]:
     reals = batch["image"]  # [n_critic, B, ...] when n_critic > 1
+    real_labels = batch["label"] if self.conditional else None
     key = jax.random.fold_in(state.key, state.step)
     z_key, drop_real, drop_fake, drop_g = jax.random.split(key, 4)
     aux = jax.random.fold_in(key, _AUX_STREAM)
+    label_key = lambda i: jax.random.fold_in(aux, _LABEL_STREAM + i)
     d, g_stats = state.d, state.g.batch_stats
 
     if self.n_critic > 1:
@@ -247,30 +320,39 @@ class GANTask:
       for i in range(self.n_critic - 1):
         k_z, k_real, k_fake, k_aux = jax.random.split(jax.random.fold_in(aux, i + 1), 4)
         z = flat_random.normal(k_z, (reals.shape[1], self.latent_dim))
-        fake, g_stats = apply_model(self.generator, state.g.params, g_stats, z, train=True)
-        d, _, _ = self._d_update(d, reals[i], fake, k_real, k_fake, k_aux, state.step)
+        labels = self._fake_labels(label_key(i + 1), reals.shape[1])
+        fake, g_stats = self._g(state.g.params, g_stats, z, labels, train=True)
+        d, _, _ = self._d_update(d, reals[i], None if real_labels is None else real_labels[i],
+                                 fake, labels, k_real, k_fake, k_aux, state.step)
       reals = reals[-1]
+      real_labels = None if real_labels is None else real_labels[-1]
 
     z = flat_random.normal(z_key, (reals.shape[0], self.latent_dim))
+    fake_labels = self._fake_labels(label_key(0), reals.shape[0])
 
     # The generator's forward pass, once; its VJP is reused for the G update.
     def generate(g_params):
-      return apply_model(self.generator, g_params, g_stats, z, train=True)
+      return self._g(g_params, g_stats, z, fake_labels, train=True)
 
     fake, g_vjp, g_stats = jax.vjp(generate, state.g.params, has_aux=True)
-    d, metrics, real_out = self._d_update(d, reals, fake, drop_real, drop_fake,
-                                          jax.random.fold_in(aux, 0), state.step)
+    d, metrics, real_out = self._d_update(d, reals, real_labels, fake, fake_labels, drop_real,
+                                          drop_fake, jax.random.fold_in(aux, 0), state.step)
 
     # Generator update through the updated discriminator.
     aug_g = jax.random.fold_in(aux, 2**30)
 
     def g_loss_fn(fake_images):
-      out, stats = self._d(d.params, d.batch_stats, self._augment(fake_images, aug_g),
-                           train=True, key=drop_g)
+      out, classes, stats = self._d(d.params, d.batch_stats, self._augment(fake_images, aug_g),
+                                    fake_labels, train=True, key=drop_g)
       losses = self.objective(jax.lax.stop_gradient(real_out), out)
-      return losses.g_loss, (stats, losses.metrics)
+      total, extra = losses.g_loss, {}
+      if classes is not None:  # ACGAN: G wants its fakes classified as their labels.
+        extra["g_class_loss"] = self._class_loss(classes, fake_labels)
+        total = total + self.class_loss_weight * extra["g_class_loss"]
+      return total, (stats, losses.g_loss, losses.metrics, extra)
 
-    (g_loss, (d_stats, after)), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
+    (_, (d_stats, g_loss, after, extra)), fake_grad = jax.value_and_grad(
+        g_loss_fn, has_aux=True)(fake)
     (g_grads,) = g_vjp(fake_grad)
     g_params, g_opt_state = apply_gradients(self.g_tx, state.g.params, state.g.opt_state,
                                             g_grads)
@@ -279,7 +361,7 @@ class GANTask:
     g_ema = self._update_ema(state.g_ema, {"params": g.params, "batch_stats": g.batch_stats},
                              state.step)
 
-    metrics = {"d_loss": metrics.pop("d_loss"), "g_loss": g_loss, **metrics,
+    metrics = {"d_loss": metrics.pop("d_loss"), "g_loss": g_loss, **metrics, **extra,
                **{f"{k}_after": v for k, v in after.items() if k.endswith("_fake")}}
     total = sum(metrics.values())
     metrics["finite"] = jnp.isfinite(total).astype(jnp.float32)
@@ -301,44 +383,71 @@ class GANTask:
     """The objective's losses and metrics on held-out real images and fresh
     fakes (both networks in eval mode, no augmentation). A growing gap
     between e.g. `eval_d_real` and the training `d_real` shows the
-    discriminator memorising the training set."""
+    discriminator memorising the training set. ACGAN adds the auxiliary
+    classifier's accuracy on the real images and on the fakes' labels."""
     real, mask = batch["image"], batch["mask"]
+    real_labels = batch["label"] if self.conditional else None
     key = jax.random.fold_in(jax.random.fold_in(state.key, _EVAL_STREAM), batch_index)
     z = flat_random.normal(key, (real.shape[0], self.latent_dim))
-    fake, _ = apply_model(self.generator, state.g.params, state.g.batch_stats, z, train=False)
-    real_out, _ = self._d(state.d.params, state.d.batch_stats, real, train=False)
-    fake_out, _ = self._d(state.d.params, state.d.batch_stats, fake, train=False)
+    fake_labels = self._fake_labels(jax.random.fold_in(key, _LABEL_STREAM), real.shape[0])
+    fake, _ = self._g(state.g.params, state.g.batch_stats, z, fake_labels, train=False)
+    real_out, real_cls, _ = self._d(state.d.params, state.d.batch_stats, real, real_labels,
+                                    train=False)
+    fake_out, fake_cls, _ = self._d(state.d.params, state.d.batch_stats, fake, fake_labels,
+                                    train=False)
     losses = self.objective(real_out, fake_out, mask)
     count = jnp.sum(mask)
     # Every entry is a mean over the batch's real examples: times the count
     # it adds up over batches to the split's sum.
     values = {"d_loss": losses.d_loss, "g_loss": losses.g_loss, **losses.metrics}
-    return {**{k: v * count for k, v in values.items()}, "count": count}
+    sums = {k: v * count for k, v in values.items()}
+    if real_cls is not None:
+      hit = lambda logits, labels: jnp.sum((jnp.argmax(logits, -1) == labels) * mask)
+      sums["class_accuracy_real"] = hit(real_cls, real_labels)
+      sums["class_accuracy_fake"] = hit(fake_cls, fake_labels)
+    return {**sums, "count": count}
 
   def summarize_eval(self, totals: dict, step: int, outdir: str | None) -> dict:
     return per_example_means(totals)
 
   # -- artifacts ---------------------------------------------------------------------
-  def sample(self, state: GANState, z: jax.Array, average: bool = True) -> jax.Array:
-    """Generator images in [-1, 1] for latents z, BatchNorm in inference mode.
+  def sample(self, state: GANState, z: jax.Array, labels: jax.Array | None = None,
+             average: bool = True) -> jax.Array:
+    """Generator images in [-1, 1] for latents z (and class labels [N], int,
+    for a conditional generator), BatchNorm in inference mode.
 
     average: use the averaged generator `g_ema` (weights and running
     statistics; the generator to judge and evaluate) rather than the live
     training one.
     """
+    if self.conditional and labels is None:
+      raise ValueError("This GAN is class-conditional: pass the labels to sample.")
     net = state.g_ema if average else {"params": state.g.params,
                                        "batch_stats": state.g.batch_stats}
-    return apply_model(self.generator, net["params"], net["batch_stats"], z, train=False)[0]
+    return self._g(net["params"], net["batch_stats"], z, labels, train=False)[0]
 
-  def discriminate(self, state: GANState, x: jax.Array) -> jax.Array:
-    """D's outputs [N] for images x in [-1, 1], in eval mode (what the
-    objective turns into losses; e.g. inpainting's perceptual loss)."""
-    return self._d(state.d.params, state.d.batch_stats, x, train=False)[0]
+  def discriminate(self, state: GANState, x: jax.Array, labels: jax.Array | None = None
+                   ) -> jax.Array:
+    """D's outputs [N] for images x in [-1, 1] (and labels, conditional), in
+    eval mode (what the objective turns into losses; e.g. inpainting's
+    perceptual loss)."""
+    return self._d(state.d.params, state.d.batch_stats, x, labels, train=False)[0]
 
   def sample_images(self, state: GANState) -> dict[str, np.ndarray]:
     """The grids the loop saves, on a fixed latent batch: "samples" from the
-    averaged generator and, when averaging is on, "live" from the training one."""
+    averaged generator and, when averaging is on, "live" from the training
+    one. A conditional GAN's grid has one row per class and one z per column
+    ([classes, columns, H, W, C])."""
     grids = jax.device_get(self._sample_fixed(state))
     if not self.ema_decay:
       del grids["live"]
-    return {name: np.asarray(x) for name, x in grids.items()}
+    grids = {name: np.asarray(x) for name, x in grids.items()}
+    if self.num_classes:
+      grids = {name: x.reshape(self.num_classes, self.grid_columns, *x.shape[1:])
+               for name, x in grids.items()}
+    return grids
+
+
+def make_task(config, data) -> GANTask:
+  """The GAN task of a config and its resolved data (`jaxgan.data.Data`)."""
+  return GANTask(config, data.info.image_shape, data.info.num_classes)
