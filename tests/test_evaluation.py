@@ -60,6 +60,24 @@ def test_generator_scores_far_from_real_data(runs):
     evaluation.evaluate_generator(gan_dir, extractor, step=7)
 
 
+def test_features_are_computed_at_full_float32_precision(runs, monkeypatch):
+  """Extractors trace and run under default_matmul_precision("highest"), so
+  GPUs do not fall back to TF32 in evaluation (on CPU it changes nothing)."""
+  import jax
+  clf_dir, _ = runs
+  extractor = evaluation.ClassifierExtractor(clf_dir)
+  seen, apply = [], extractor._apply
+
+  def spy(x):
+    seen.append(jax.config.jax_default_matmul_precision)
+    return apply(x)
+
+  monkeypatch.setattr(extractor, "_apply", spy)
+  features, _ = extractor(np.zeros((5, 8, 8, 1), np.float32))
+  assert seen == ["highest"] and features.shape[0] == 5
+  assert "highest" in extractor.protocol["precision"]
+
+
 def test_cli_writes_evaluation_json_and_exports(runs, tmp_path):
   clf_dir, gan_dir = runs
   export = str(tmp_path / "samples.npz")

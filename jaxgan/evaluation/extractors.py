@@ -4,8 +4,13 @@ probabilities [N, K]), with a `protocol` dict that describes them.
 `ClassifierExtractor`: a classifier trained by `experiments.classifier` on
 the same dataset (penultimate layer, softmax), restored from its run
 directory; works offline. `InceptionExtractor`: the standard FID network
-(pool3, 2048-d) with weights from a local file. `make_extractor(spec)` picks
-one by name.
+(pool3, 2048-d) with weights from a local file, with pytorch-fid's resize to
+299x299 (bilinear, no antialiasing; "inception") or clean-fid's ("clean":
+PIL bicubic with antialiasing, per channel in float; Parmar et al. 2022,
+"inception-clean"). `make_extractor(spec)` picks one by name.
+
+Features are computed with full float32 matmuls and convolutions on every
+platform (see `_in_batches`).
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class ClassifierExtractor:
         "extractor_dataset": config.dataset,
         "features": "penultimate layer",
         "resize": f"bilinear to {self.image_shape[0]}x{self.image_shape[1]}",
+        "precision": "float32 matmuls and convolutions (highest)",
     }
     self._apply = jax.jit(lambda x: _features_and_probs(task, state, x))
 
@@ -64,12 +70,43 @@ class ClassifierExtractor:
                        self.batch_size)
 
 
+def clean_resize(images: np.ndarray, size: int = 299) -> np.ndarray:
+  """clean-fid's resize ("clean" mode, Parmar et al. 2022): images [N, H, W,
+  1 or 3] in [-1, 1] -> [N, size, size, 3] in [-1, 1], each channel resized
+  as a float32 image by PIL's bicubic filter (which antialiases when
+  shrinking) and clipped to [0, 255]; grey repeated to RGB. Like clean-fid's
+  generator path the values are not quantised first (8-bit real images are
+  exact either way)."""
+  from PIL import Image
+  pixels = (np.asarray(images, np.float32) + 1.0) * 127.5
+  if pixels.shape[-1] == 1:
+    pixels = np.repeat(pixels, 3, axis=-1)
+  out = np.empty((len(pixels), size, size, 3), np.float32)
+  for i, image in enumerate(pixels):
+    for c in range(3):
+      channel = Image.fromarray(np.ascontiguousarray(image[..., c]), mode="F")
+      out[i, ..., c] = np.asarray(channel.resize((size, size), resample=Image.BICUBIC))
+  return np.clip(out, 0.0, 255.0) / 127.5 - 1.0
+
+
+RESIZES = {"pytorch-fid": "bilinear (half-pixel centres, no antialiasing) to 299x299; grey "
+                          "repeated to RGB",
+           "clean": "clean-fid: PIL bicubic (antialiased) per channel in float32 to 299x299, "
+                    "clipped to [0, 255]; grey repeated to RGB"}
+
+
 class InceptionExtractor:
   """The standard FID InceptionV3 (pytorch-fid's weights, read from a local
-  file): pool3 features [N, 2048] and softmax over its 1008 logits."""
+  file): pool3 features [N, 2048] and softmax over its 1008 logits. `resize`:
+  "pytorch-fid" (inside the network, as pytorch-fid) or "clean" (clean-fid's,
+  on the host: `clean_resize`)."""
 
-  def __init__(self, weights: str | None = None, batch_size: int = 50):
+  def __init__(self, weights: str | None = None, batch_size: int = 50,
+               resize: str = "pytorch-fid"):
     from jaxgan.models import inception
+    if resize not in RESIZES:
+      raise ValueError(f"Unknown resize {resize!r}; use one of {', '.join(RESIZES)}.")
+    self.resize = resize
     variables, path = inception.load_fid_variables(weights)
     self.image_shape = (inception.INPUT_SIZE, inception.INPUT_SIZE, 3)
     self.batch_size = batch_size
@@ -80,21 +117,27 @@ class InceptionExtractor:
         "extractor_weights": path,
         "extractor_checkpoint_sha256": digest,
         "features": "pool3 (2048)",
-        "resize": "bilinear (half-pixel centres, no antialiasing) to 299x299; grey repeated to RGB",
+        "resize": RESIZES[resize],
+        "precision": "float32 matmuls and convolutions (highest)",
     }
     model = inception.FIDInceptionV3()
     self._apply = jax.jit(lambda x: _inception_outputs(model, variables, x))
 
   def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return _in_batches(lambda x: self._apply(jnp.asarray(x, jnp.float32)), images,
+    fit = clean_resize if self.resize == "clean" else (lambda x: x)
+    return _in_batches(lambda x: self._apply(jnp.asarray(fit(x), jnp.float32)), images,
                        self.batch_size)
 
 
 def _in_batches(apply, images: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-  """(features, probabilities) of `images`, `batch_size` at a time."""
+  """(features, probabilities) of `images`, `batch_size` at a time, traced
+  and run with full float32 matmuls and convolutions: evaluation must not
+  change with the platform (GPUs default to TF32, which moved InceptionV3's
+  pool3 features by up to 0.8% on an H100; CPUs are exact either way)."""
   features, probs = [], []
   for i in range(0, len(images), batch_size):
-    f, p = apply(images[i:i + batch_size])
+    with jax.default_matmul_precision("highest"):
+      f, p = apply(images[i:i + batch_size])
     features.append(np.asarray(f))
     probs.append(np.asarray(p))
   return np.concatenate(features), np.concatenate(probs)
@@ -106,10 +149,13 @@ def _inception_outputs(model, variables, x):
 
 
 def make_extractor(spec: str):
-  """"inception" (weights at the default path), "inception:PATH", or the run
+  """"inception" (weights at the default path), "inception:PATH" (pytorch-fid's
+  resize), "inception-clean[:PATH]" (clean-fid's resize), or the run
   directory of an `experiments.classifier` run."""
-  if spec == "inception" or spec.startswith("inception:"):
-    return InceptionExtractor(spec.partition(":")[2] or None)
+  name, _, path = spec.partition(":")
+  if name in ("inception", "inception-clean"):
+    return InceptionExtractor(path or None,
+                              resize="clean" if name == "inception-clean" else "pytorch-fid")
   return ClassifierExtractor(spec)
 
 
