@@ -29,7 +29,7 @@ SAFE_TO_CHANGE = frozenset({
 })
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "tensorflow",
-            "tensorflow-cpu", "tensorflow-datasets", "ml_collections", "clu")
+            "tensorflow-cpu", "tensorflow-datasets", "ml_collections", "tensorboardX")
 
 
 def _flatten(tree, prefix=""):

@@ -1,7 +1,8 @@
 """Run logging: `metrics.jsonl`, TensorBoard event files and a progress bar.
 
 Only process 0 writes; on other processes every method is a no-op, so callers
-need no `if jax.process_index() == 0` of their own.
+need no `if jax.process_index() == 0` of their own. Event files are written
+by tensorboardX (no TensorFlow needed; its writer thread does the file I/O).
 """
 
 from __future__ import annotations
@@ -34,9 +35,8 @@ class RunWriter:
     if self.enabled:
       os.makedirs(run_dir, exist_ok=True)
       if tensorboard:
-        import jaxgan.data.tf  # noqa: F401  (TF with GPUs hidden, before CLU imports it)
-        from clu import metric_writers
-        self._tb = metric_writers.AsyncWriter(metric_writers.SummaryWriter(run_dir))
+        from tensorboardX import SummaryWriter
+        self._tb = SummaryWriter(run_dir, flush_secs=30)
 
   def write_metrics(self, step: int, metrics: dict) -> None:
     if not self.enabled:
@@ -45,8 +45,9 @@ class RunWriter:
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
     if self._tb is not None:
-      self._tb.write_scalars(step, {k: v for k, v in record.items()
-                                    if k != "step" and isinstance(v, (int, float))})
+      for k, v in record.items():
+        if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
+          self._tb.add_scalar(k, v, int(step))
 
   def drop_metrics_after(self, step: int) -> None:
     """Removes records past `step` (logged after the checkpoint a resumed run
@@ -72,8 +73,9 @@ class RunWriter:
   def write_images(self, step: int, images: dict[str, np.ndarray]) -> None:
     """Images in [-1, 1], [N, H, W, C], to TensorBoard."""
     if self.enabled and self._tb is not None:
-      self._tb.write_images(step, {k: np.clip((v + 1.0) / 2.0, 0.0, 1.0)
-                                   for k, v in images.items()})
+      for k, v in images.items():
+        self._tb.add_images(k, np.clip((np.asarray(v) + 1.0) / 2.0, 0.0, 1.0), int(step),
+                            dataformats="NHWC")
 
   def flush(self) -> None:
     if self._tb is not None:

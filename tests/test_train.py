@@ -136,3 +136,29 @@ def test_vae_run_directory_and_resume(tmp_path):
   config.num_train_steps = 6
   resumed = vae.train_and_evaluate(config, workdir)
   assert (resumed.start_step, resumed.step) == (4, 6)
+
+
+def test_tensorboard_events_are_written_without_tensorflow(tmp_path):
+  """RunWriter's event files hold the scalars and images TensorBoard shows,
+  and writing them imports no TensorFlow (a subprocess: this one has it)."""
+  import subprocess
+  import sys
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+  script = (
+      "import sys, numpy as np\n"
+      "from jaxgan.writers import RunWriter\n"
+      f"w = RunWriter({str(tmp_path)!r})\n"
+      "w.write_metrics(3, {'d_loss': 0.25, 'eval_fid': 12.5, 'note': 'x'})\n"
+      "w.write_metrics(5, {'d_loss': 0.5})\n"
+      "w.write_images(5, {'samples': np.zeros((4, 8, 8, 1)) - 1.0})\n"
+      "w.close()\n"
+      "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'\n")
+  out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=120, cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert out.returncode == 0, out.stderr
+  events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "images": 0})
+  events.Reload()
+  assert [(e.step, e.value) for e in events.Scalars("d_loss")] == [(3, 0.25), (5, 0.5)]
+  assert [e.value for e in events.Scalars("eval_fid")] == [12.5]
+  # The batch as one grid image (tensorboardX tiles the 4 8x8 images in a row).
+  assert [(e.step, e.width, e.height) for e in events.Images("samples")] == [(5, 32, 8)]
