@@ -110,6 +110,19 @@ def test_latent_optimisation_lowers_the_contextual_loss(tiny_gan):
   assert (w[m == 0] == 0).all() and w[3, 8] > w[0, 0] == 0  # next to the hole > far away
 
 
+def test_interpolation_between_two_real_images_runs_through_their_inversions(tiny_gan):
+  task, state = tiny_gan
+  rng = np.random.default_rng(4)
+  a, b = rng.uniform(-1, 1, (2, 16, 16, 1)).astype(np.float32)
+  key = jax.random.PRNGKey(2)
+  path = inpainting.interpolate(task, state, a, b, key, num=5, steps=3, restarts=2)
+  ends, z = inpainting.invert(task, state, np.stack([a, b]), key, steps=3, restarts=2)
+  assert path.shape == (5, 16, 16, 1)
+  np.testing.assert_allclose(path[[0, -1]], ends, atol=1e-5)
+  middle = np.asarray(task.sample(state, jnp.asarray((z[0] + z[1]) / 2)[None]))
+  np.testing.assert_allclose(path[2], middle[0], atol=1e-5)
+
+
 def test_vae_pseudo_gibbs_keeps_known_pixels():
   from experiments.configs.vae import get_config
   from jaxgan.tasks.vae import VAETask

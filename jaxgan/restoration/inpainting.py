@@ -130,6 +130,16 @@ def invert(task, state, images, key, **kwargs) -> tuple[np.ndarray, np.ndarray]:
   return generated, z
 
 
+def interpolate(task, state, first, second, key, num: int = 8, **kwargs) -> np.ndarray:
+  """Images [num, H, W, C] along the straight line between the latents of
+  two real images (each inverted by `invert`, with `kwargs`): G(z_a), ...,
+  G(z_b), the generator's path from one image to the other."""
+  pair = np.stack([np.asarray(first, np.float32), np.asarray(second, np.float32)])
+  _, z = invert(task, state, pair, key, **kwargs)
+  t = jnp.linspace(0.0, 1.0, num)[:, None]
+  return np.asarray(task.sample_jit(state, (1.0 - t) * z[0] + t * z[1]))
+
+
 def vae_inpaint(task, state, images, mask, key, steps: int = 100) -> np.ndarray:
   """Pseudo-Gibbs: the hole starts at 0 (mid-grey in [-1, 1]) and is
   replaced `steps` times by the decoder's mean for z ~ q(z | current image)."""
