@@ -3,16 +3,14 @@ evaluation (intra-FID, class accuracy, CAS) and training a classifier on a
 GAN's samples."""
 
 import math
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from PIL import Image
 
-from conftest import TINY_DCGAN
+from conftest import TINY_DCGAN, assert_resumes_bitwise
 from experiments import classifier as classifier_experiment
 from experiments import gan as gan_experiment
 from experiments.configs import classifier as classifier_configs
@@ -197,18 +195,9 @@ def _loop_config(preset, **overrides):
 
 
 def test_acgan_run_resumes_bitwise_and_logs_class_metrics(tmp_path):
-  fields = dict(num_train_steps=4, eval_every_steps=4)
-  straight = gan_experiment.train_and_evaluate(_loop_config("acgan", **fields),
-                                               str(tmp_path / "a"))
-  gan_experiment.train_and_evaluate(_loop_config("acgan", **{**fields, "num_train_steps": 2}),
-                                    str(tmp_path / "b"))
-  resumed = gan_experiment.train_and_evaluate(_loop_config("acgan", **fields),
-                                              str(tmp_path / "b"))
-  assert (resumed.start_step, resumed.step) == (2, 4)
-  for a, b in zip(jax.tree.leaves(jax.device_get(straight.state)),
-                  jax.tree.leaves(jax.device_get(resumed.state))):
-    np.testing.assert_array_equal(a, b)
-  record = read_metrics(str(tmp_path / "a"))[-1]
+  assert_resumes_bitwise(gan_experiment.train_and_evaluate,
+                         _loop_config("acgan", eval_every_steps=4), str(tmp_path))
+  record = read_metrics(str(tmp_path / "straight"))[-1]
   for key in ("d_class_loss", "g_class_loss", "class_accuracy_real",
               "eval_class_accuracy_real", "eval_class_accuracy_fake"):
     assert np.isfinite(record[key]), key
@@ -316,25 +305,18 @@ def test_classifier_on_generated_data_and_the_cas(conditional_runs, tmp_path):
   cas = clf.copy_and_resolve_references()
   # A constant learning rate: a cosine schedule depends on num_train_steps,
   # which the interrupted run below changes.
-  cas.update(dict(num_train_steps=4, eval_every_steps=4, log_every_steps=2,
-                  checkpoint_every_steps=2, generated_data=gan_dir, schedule="constant"))
-  straight = classifier_experiment.train_and_evaluate(cas, str(tmp_path / "a"))
-  half = cas.copy_and_resolve_references()
-  half.num_train_steps = 2
-  classifier_experiment.train_and_evaluate(half, str(tmp_path / "b"))
-  resumed = classifier_experiment.train_and_evaluate(cas, str(tmp_path / "b"))
-  assert resumed.start_step == 2
-  for a, b in zip(jax.tree.leaves(jax.device_get(straight.state)),
-                  jax.tree.leaves(jax.device_get(resumed.state))):
-    np.testing.assert_array_equal(a, b)
+  cas.update(dict(eval_every_steps=4, log_every_steps=2, checkpoint_every_steps=2,
+                  generated_data=gan_dir, schedule="constant"))
+  straight = assert_resumes_bitwise(classifier_experiment.train_and_evaluate, cas,
+                                    str(tmp_path))
   # The generator rides along in the state, untouched by training.
   _, _, _, gan_state, _ = evaluation.restore_run(
       gan_dir, lambda c, d: GANTask(c, d.info.image_shape, d.info.num_classes))
   for a, b in zip(jax.tree.leaves(jax.device_get(gan_state.g_ema)),
                   jax.tree.leaves(jax.device_get(straight.state.generator))):
     np.testing.assert_array_equal(a, b)
-  result = evaluation.classification_accuracy_score(gan_dir, str(tmp_path / "a"), clf_dir,
-                                                    split="test[:64]")
+  result = evaluation.classification_accuracy_score(gan_dir, str(tmp_path / "straight"),
+                                                    clf_dir, split="test[:64]")
   assert 0 <= result["cas"] <= 1 and result["cas_real_accuracy"] > 0.3
   with pytest.raises(ValueError, match="was not trained on this run's samples"):
     evaluation.classification_accuracy_score(gan_dir, clf_dir)

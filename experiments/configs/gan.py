@@ -114,6 +114,13 @@ def base() -> ml_collections.ConfigDict:
   return config
 
 
+def _adam(config, learning_rate: float, beta1: float, beta2: float) -> None:
+  """The same Adam for both networks."""
+  config.g_learning_rate = config.d_learning_rate = learning_rate
+  config.g_beta1 = config.d_beta1 = beta1
+  config.g_beta2 = config.d_beta2 = beta2
+
+
 def _dcgan(config):
   pass
 
@@ -126,9 +133,7 @@ def _wgan_gp(config):
   config.gan_loss = "wasserstein"
   config.gradient_penalty = 10.0
   config.n_critic = 5
-  config.g_learning_rate = config.d_learning_rate = 1e-4
-  config.g_beta1 = config.d_beta1 = 0.0
-  config.g_beta2 = config.d_beta2 = 0.9
+  _adam(config, 1e-4, 0.0, 0.9)
 
 
 def _hinge_sn(config):
@@ -158,9 +163,7 @@ def _sngan(config):
   config.spectral_norm = True
   config.n_critic = 5
   config.batch_size = 64
-  config.g_learning_rate = config.d_learning_rate = 2e-4
-  config.g_beta1 = config.d_beta1 = 0.0
-  config.g_beta2 = config.d_beta2 = 0.9
+  _adam(config, 2e-4, 0.0, 0.9)
 
 
 def _sngan_projection(config):
