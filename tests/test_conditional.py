@@ -352,3 +352,10 @@ def test_generated_data_errors(conditional_runs, tmp_path):
   config.generated_fraction = 1.0
   with pytest.raises(ValueError, match="makes 10-class images of shape"):
     ClassifierTask(config, (28, 28, 1), K)
+
+
+def test_inpainting_refuses_a_conditional_run(conditional_runs):
+  from experiments import inpaint
+  gan_dir, _, _ = conditional_runs
+  with pytest.raises(ValueError, match="class-conditional GAN.*pass an unconditional GAN run"):
+    inpaint._model(gan_dir)
