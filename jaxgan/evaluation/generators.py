@@ -108,7 +108,8 @@ def evaluate_generator(run_dir: str, extractor, split: str | None = None,
     result.update(conditional_metrics(real_f, real_p, real_labels, fake_f, fake_p, fake_labels,
                                       task.num_classes))
     extra_protocol = {"conditional": config.conditional,
-                      "generated_labels": "the reference's labels, in order",
+                      "generated_labels": (f"the labels of {baseline_split!r}" if baseline_split
+                                           else "the reference's labels, in order"),
                       "real_class_accuracy": result.pop("real_class_accuracy", None)}
   if texture_features is not None:
     from jaxgan.texture import gram
