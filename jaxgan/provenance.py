@@ -28,6 +28,15 @@ SAFE_TO_CHANGE = frozenset({
     "fid_features", "num_importance_samples", "num_sample_images", "sr_classifier",
 })
 
+# Fields added to configs after runs were made, with the value that
+# reproduces a run whose config.json lacks them (what the code did before the
+# field existed). A resume compares an absent saved field with this value, so
+# runs made by an older jaxgan still resume; code reading such a field from an
+# old config uses `added_field(config, name)`.
+ADDED_FIELDS = {
+    "model": "dcgan", "conditional": "", "class_loss_weight": 1.0,  # conditional GANs
+}
+
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "tensorflow",
             "tensorflow-cpu", "tensorflow-datasets", "ml_collections", "tensorboardX")
 
@@ -46,12 +55,21 @@ def config_dict(config) -> dict:
   return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
+def added_field(config, name: str):
+  """`config[name]`, or for a config saved before the field existed, the
+  value that reproduces that run (`ADDED_FIELDS`)."""
+  return config.get(name, ADDED_FIELDS[name])
+
+
 def config_differences(saved: dict, config) -> list[str]:
   """Dotted names of the fields where `config` differs from `saved` (a
-  config.json), ignoring `SAFE_TO_CHANGE`."""
-  old, new = _flatten(saved), _flatten(config_dict(config))
+  config.json), ignoring `SAFE_TO_CHANGE`; a field absent from `saved`
+  counts as its `ADDED_FIELDS` value."""
+  new = _flatten(config_dict(config))
+  old = {**{k: v for k, v in ADDED_FIELDS.items() if k in new}, **_flatten(saved)}
   return sorted(k for k in old.keys() | new.keys()
-                if k.split(".")[0] not in SAFE_TO_CHANGE and old.get(k, "<absent>") != new.get(k, "<absent>"))
+                if k.split(".")[0] not in SAFE_TO_CHANGE
+                and old.get(k, "<absent>") != new.get(k, "<absent>"))
 
 
 def check_resume_config(workdir: str, config) -> None:

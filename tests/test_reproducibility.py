@@ -120,3 +120,21 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tmp_path, capsys):
   assert (resumed.start_step, resumed.step) == (step, step + 1)
   assert f"Resuming from the checkpoint at step {step}" in capsys.readouterr().err
   assert Checkpointer(workdir).latest_step() == step + 1
+
+
+def test_runs_saved_before_a_field_existed_still_resume():
+  """A config.json written before a field was added (e.g. `conditional`)
+  matches a new config that sets it to the value reproducing that run, and
+  only that value."""
+  from jaxgan import provenance
+  new = config()
+  saved = provenance.config_dict(new)
+  for name in provenance.ADDED_FIELDS:
+    saved.pop(name, None)
+  assert provenance.config_differences(saved, new) == []
+  new.conditional = "projection"
+  assert provenance.config_differences(saved, new) == ["conditional"]
+  # A field added to another task's configs is not required of this one.
+  classifier = provenance.config_dict(new)
+  del classifier["class_loss_weight"], new["class_loss_weight"]
+  assert provenance.config_differences(classifier, new) == []

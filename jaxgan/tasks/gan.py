@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgan import flat_random
+from jaxgan import flat_random, provenance
 from jaxgan.gan import diffaugment, objectives, penalties
 from jaxgan.models.conditioning import check_conditioning
 from jaxgan.models.dcgan import make_dcgan
@@ -94,9 +94,6 @@ FAMILY_FIELDS = ("gan_loss", "gradient_penalty", "r1_gamma", "r1_every", "spectr
                  "d_learning_rate", "g_beta1", "g_beta2", "d_beta1", "d_beta2")
 
 
-# Fields added with conditional GANs; runs made before them are
-# unconditional DCGAN-architecture runs.
-CONDITIONAL_DEFAULTS = {"model": "dcgan", "conditional": "", "class_loss_weight": 1.0}
 
 
 def _check(ok: bool, message: str) -> None:
@@ -118,7 +115,7 @@ class GANTask:
            "experiments/configs/gan.py:PRESET.")
     self.config = config
     self.image_shape = tuple(image_shape)
-    option = lambda name: config.get(name, CONDITIONAL_DEFAULTS[name])
+    option = lambda name: provenance.added_field(config, name)  # Older runs lack them.
     self.conditional = option("conditional")
     check_conditioning(num_classes, self.conditional)
     # Classes the generator is conditioned on (0: unconditional).
