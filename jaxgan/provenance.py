@@ -26,6 +26,8 @@ SAFE_TO_CHANGE = frozenset({
     "num_train_steps", "log_every_steps", "sample_every_steps", "checkpoint_every_steps",
     "eval_every_steps", "keep_checkpoints", "data_dir", "cache_data", "num_eval_samples",
     "fid_features", "num_importance_samples", "num_sample_images", "sr_classifier",
+    # Where batches are gathered: bitwise the same batches either way (tested).
+    "data_on_device",
 })
 
 # Fields added to configs after runs were made, with the value that
@@ -35,6 +37,7 @@ SAFE_TO_CHANGE = frozenset({
 # old config uses `added_field(config, name)`.
 ADDED_FIELDS = {
     "model": "dcgan", "conditional": "", "class_loss_weight": 1.0,  # conditional GANs
+    "data_pipeline": "tfdata",  # the indexed pipeline
 }
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "tensorflow",

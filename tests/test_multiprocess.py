@@ -69,8 +69,8 @@ def _run_processes(workdir: str, reference_out: str, timeout: float = 420):
   return [p.returncode for p in procs], outputs
 
 
-# One process, 4 devices, the same global batches as the two-process run
-# (process p's shard on devices 2p and 2p+1, as there); saves its state's leaves.
+# One process, 4 devices, the same global batches as the two-process run;
+# saves its state's leaves.
 _REFERENCE = """
 import sys
 import jax, numpy as np
@@ -85,16 +85,15 @@ task = GANTask(config, (config.image_size, config.image_size, 1))
 mesh = sharding.make_mesh(jax.devices())
 repl = sharding.replicated(mesh)
 state = jax.jit(task.init_state, out_shardings=repl)(jax.random.PRNGKey(config.seed))
-step = jax.jit(task.train_step, in_shardings=(repl, sharding.data_sharded(mesh)),
-               out_shardings=(repl, repl))
 data = Data(config)
-half = config.batch_size // 2
-streams = [data.train_dataset(half, 0, process_index=p, process_count=2).as_numpy_iterator()
-           for p in range(2)]
+# The indexed pipeline: batch b is the same whatever the process count.
+feed = data.train_feed(mesh, 0)
+batches = feed.inputs()
+step = jax.jit(lambda s, x, resident: task.train_step(s, feed.to_batch(x, resident)),
+               out_shardings=(repl, repl))
 for _ in range(config.num_train_steps):
-  parts = [next(s) for s in streams]
-  batch = {k: np.concatenate([b[k] for b in parts]) for k in parts[0]}
-  state, _ = step(state, sharding.to_global_batch(batch, mesh))
+  state, _ = step(state, next(batches), feed.resident)
+feed.close()
 np.savez(out, *[np.asarray(x) for x in jax.tree.leaves(jax.device_get(state))])
 """
 

@@ -131,6 +131,9 @@ def test_runs_saved_before_a_field_existed_still_resume():
   saved = provenance.config_dict(new)
   for name in provenance.ADDED_FIELDS:
     saved.pop(name, None)
+  # New runs default to the indexed pipeline; the old run used tf.data.
+  assert provenance.config_differences(saved, new) == ["data_pipeline"]
+  new.data_pipeline = "tfdata"
   assert provenance.config_differences(saved, new) == []
   new.conditional = "projection"
   assert provenance.config_differences(saved, new) == ["conditional"]

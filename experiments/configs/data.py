@@ -17,6 +17,15 @@ def data_config(image_size: int = 28) -> ml_collections.ConfigDict:
   config.train_split = "train"
   config.eval_split = "test"
   config.image_size = image_size
-  config.shuffle_buffer = 10_000
-  config.cache_data = True  # Keep decoded examples in memory after the first epoch.
+  # "indexed": the split in memory, batches by a seeded permutation (no
+  # TensorFlow); "tfdata": streamed through tf.data (splits too large for
+  # memory; runs made before the indexed pipeline). jaxgan/data/pipeline.py.
+  config.data_pipeline = "indexed"
+  # indexed: "auto" (on the devices when the split fits in 1 GiB), True or False.
+  config.data_on_device = ml_collections.FieldReference("auto", field_type=object)
+  config.shuffle_buffer = 10_000  # tfdata
+  config.cache_data = True  # tfdata: keep decoded examples in memory after the first epoch
+  # Train steps per jitted call (lax.scan); same results. >1 pays on
+  # accelerators with short steps; keep 1 on CPU (README, "Speed").
+  config.steps_per_call = 1
   return config

@@ -2,7 +2,9 @@
 
   python -m jaxgan.data.prepare mnist --data_dir ~/tensorflow_datasets
 
-Copy the resulting directory to the offline machine and pass
+Written in the array_record format by default, which the indexed pipeline
+(`data_pipeline = "indexed"`, the default) reads without TensorFlow; the
+tf.data pipeline needs `--file_format tfrecord`. Copy the resulting directory to the offline machine and pass
 `--config.data_dir=DIR` (or set TFDS_DATA_DIR).
 """
 
@@ -15,12 +17,15 @@ def main(argv=None) -> int:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("names", nargs="+", help="TFDS dataset names, e.g. mnist cifar10")
   parser.add_argument("--data_dir", default=None, help="where to write (TFDS's default if unset)")
+  parser.add_argument("--file_format", default="array_record", choices=("array_record", "tfrecord"),
+                      help="array_record: read without TensorFlow (indexed pipeline); "
+                           "tfrecord: for data_pipeline=tfdata")
   args = parser.parse_args(argv)
   import jaxgan.data.tf  # noqa: F401  (TF with GPUs hidden)
   import tensorflow_datasets as tfds
   for name in args.names:
     try:
-      builder = tfds.builder(name, data_dir=args.data_dir)
+      builder = tfds.builder(name, data_dir=args.data_dir, file_format=args.file_format)
     except tfds.core.registered.DatasetNotFoundError:
       print(f"error: {name!r} is not a TFDS catalog dataset "
             "(https://www.tensorflow.org/datasets/catalog/overview).", file=sys.stderr)

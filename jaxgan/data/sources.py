@@ -8,9 +8,16 @@ The `dataset` config field names one of:
   splits (`train`, `test`, ...) are splits, otherwise everything is `train`;
 - `digits`: scikit-learn's bundled 8x8 handwritten digits (works offline).
 
+- `npz:FILE`: a NumPy `.npz` holding `<split>_images` (uint8 [N, H, W] or
+  [N, H, W, C]) and optionally `<split>_labels` (ints [N]) per split;
+- `arrays:NAME`: arrays a program registered with `register_arrays(NAME, ...)`.
+
 Every source resolves TFDS split syntax (`train`, `train[:90%]`, `test[9000:]`,
-`a+b`) and returns, for one process's shard, a `tf.data.Dataset` of
-`{"image": uint8 [H, W, C], "label": int64}` and its size.
+`a+b`) and gives a split two ways: `fitted(spec, size)`, the whole split as
+uint8 arrays at the training resolution (the indexed pipeline; no
+TensorFlow), and `examples(spec, p, P)`, one process's shard as a
+`tf.data.Dataset` of `{"image": uint8 [H, W, C], "label": int64}` (the tf.data
+pipeline; imports TensorFlow).
 """
 
 from __future__ import annotations
@@ -25,8 +32,6 @@ import types
 import zlib
 
 import numpy as np
-
-from jaxgan.data.tf import tf
 
 
 class DataError(ValueError):
@@ -98,11 +103,16 @@ class ArraySource(_IndexedSource):
     labels = np.concatenate([self.labels[s][a:b] for s, a, b in ranges])
     return images, labels
 
-  def examples(self, spec: str, process_index: int, process_count: int) -> tf.data.Dataset:
+  def examples(self, spec: str, process_index: int, process_count: int):
+    from jaxgan.data.tf import tf
     images, labels = self._select(spec)
     idx = shard_indices(len(labels), process_index, process_count)
     return tf.data.Dataset.from_tensor_slices(
         {"image": images[idx], "label": labels[idx].astype(np.int64)})
+
+  def fitted(self, spec: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = self._select(spec)
+    return fit_images(images, size), labels.astype(np.int64)
 
 
 _IDX_NAME = re.compile(r"^(train|t10k)-(images|labels)[-.]idx(\d)-ubyte(\.gz)?$")
@@ -213,7 +223,8 @@ class FolderSource(_IndexedSource):
     labels = np.concatenate([self.labels[s][a:b] for s, a, b in ranges])
     return files, labels
 
-  def examples(self, spec: str, process_index: int, process_count: int) -> tf.data.Dataset:
+  def examples(self, spec: str, process_index: int, process_count: int):
+    from jaxgan.data.tf import tf
     files, labels = self._select(spec)
     idx = shard_indices(len(files), process_index, process_count)
     ds = tf.data.Dataset.from_tensor_slices(
@@ -226,6 +237,17 @@ class FolderSource(_IndexedSource):
       return {"image": image, "label": ex["label"]}
 
     return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+  def fitted(self, spec: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+    files, labels = self._select(spec)
+    mode = "L" if self.channels == 1 else "RGB"
+    images = []
+    for path in files:
+      with Image.open(path) as im:
+        x = np.asarray(im.convert(mode), np.uint8)
+      images.append(fit_images(x.reshape(*x.shape[:2], self.channels)[None], size)[0])
+    return np.stack(images), labels.astype(np.int64)
 
 
 def _list_images(directory: str) -> list[str]:
@@ -341,12 +363,42 @@ class TFDSSource:
         sizes.append(int(self.examples(spec, p, process_count).cardinality()))
     return sizes
 
-  def examples(self, spec: str, process_index: int, process_count: int) -> tf.data.Dataset:
+  def examples(self, spec: str, process_index: int, process_count: int):
+    from jaxgan.data.tf import tf
     shard = self._shards(spec, process_count)[process_index]
     ds = self.builder.as_dataset(split=shard, shuffle_files=False)
     return ds.map(lambda ex: {"image": ex["image"],
                               "label": tf.cast(ex.get("label", 0), tf.int64)},
                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+  def fitted(self, spec: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The split in memory: read through tf.data where TensorFlow is
+    installed, else by random access (`tfds.data_source`, which needs the
+    dataset prepared in the array_record format: `jaxgan.data.prepare` does)."""
+    self._check_split(spec)
+    file_format = str(getattr(self.builder.info, "file_format", "") or "")
+    if "array_record" not in file_format and tensorflow_available():
+      import tensorflow_datasets as tfds
+      examples = tfds.as_numpy(self.examples(spec, 0, 1))
+    else:
+      examples = self._data_source(spec)
+    images, labels = [], []
+    for ex in examples:
+      images.append(fit_images(np.asarray(ex["image"])[None], size)[0])
+      labels.append(int(ex["label"]))
+    if not images:
+      raise DataError(f"Split {spec!r} of {self.name} has no examples.")
+    return np.stack(images), np.asarray(labels, np.int64)
+
+  def _data_source(self, spec: str):
+    try:
+      source = self.builder.as_data_source(split=spec)
+    except (NotImplementedError, ValueError, FileNotFoundError) as e:
+      raise DataError(
+          f"TFDS dataset {self.name!r} cannot be read without TensorFlow ({e}): it is prepared "
+          "in the tfrecord format. Prepare it in array_record (`python -m jaxgan.data.prepare "
+          f"{self.name}` does) or install TensorFlow (pip install 'jaxgan[tf]').") from None
+    return ({"image": ex["image"], "label": ex.get("label", 0)} for ex in source)
 
 
 def load_tfds(name: str, data_dir: str | None) -> TFDSSource:
@@ -357,7 +409,7 @@ def load_tfds(name: str, data_dir: str | None) -> TFDSSource:
     raise DataError(
         f"Unknown dataset {name!r}. Use a TFDS catalog name (mnist, fashion_mnist, cifar10, "
         "celeb_a, ...), idx:DIR for MNIST-format files, folder:DIR for a folder of images, "
-        "or digits for scikit-learn's bundled digits.") from None
+        "npz:FILE for NumPy arrays, or digits for scikit-learn's bundled digits.") from None
   looked_in = os.path.dirname(os.path.dirname(builder.data_path))
   if not builder.is_prepared():
     if not _network_available():
@@ -375,6 +427,92 @@ def load_tfds(name: str, data_dir: str | None) -> TFDSSource:
   return TFDSSource(name, builder)
 
 
+def tensorflow_available() -> bool:
+  """Whether TensorFlow can be imported here (the tf.data pipeline needs it)."""
+  try:
+    import jaxgan.data.tf  # noqa: F401
+  except ImportError:
+    return False
+  return True
+
+
+# ---------------------------------------------------------------------------
+# Resizing to the training resolution, without TensorFlow
+
+
+def fit_images(images: np.ndarray, size: int) -> np.ndarray:
+  """uint8 [N, H, W, C] -> uint8 [N, size, size, C]: centre-cropped to a square,
+  then resized (antialiased bilinear: area-like when shrinking, bilinear when
+  growing, as the tf.data pipeline's `tf.image.resize(antialias=True)`), rounded."""
+  n, h, w, c = images.shape
+  if (h, w) == (size, size):
+    return images
+  import jax
+  side = min(h, w)
+  top, left = (h - side) // 2, (w - side) // 2
+  images = images[:, top:top + side, left:left + side]
+  resize = jax.jit(lambda x: jax.numpy.clip(jax.numpy.round(jax.image.resize(
+      x.astype(np.float32), (x.shape[0], size, size, c), "linear", antialias=True)), 0, 255))
+  with jax.default_device(jax.local_devices(backend="cpu")[0]):
+    chunks = [np.asarray(resize(images[i:i + 1024])) for i in range(0, n, 1024)]
+  return np.concatenate(chunks).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------
+# A user's own arrays: npz:FILE, arrays:NAME
+
+_REGISTERED: dict[str, ArraySource] = {}
+
+
+def _array_source(name: str, splits: dict) -> ArraySource:
+  """{split: images or (images, labels)} -> a validated ArraySource."""
+  images, labels = {}, {}
+  for split, value in splits.items():
+    x, y = value if isinstance(value, tuple) else (value, None)
+    x = np.asarray(x)
+    if x.ndim == 3:
+      x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3) or x.dtype != np.uint8 or not len(x):
+      raise DataError(f"{name}: split {split!r} must hold uint8 images [N, H, W] or "
+                      f"[N, H, W, 1 or 3] with N > 0, got {x.dtype} {x.shape}.")
+    y = np.zeros(len(x), np.int64) if y is None else np.asarray(y)
+    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
+      raise DataError(f"{name}: labels of split {split!r} must be non-negative integers [N] "
+                      f"with N = {len(x)} images, got {y.dtype} {y.shape}.")
+    images[split], labels[split] = x, y.astype(np.int64)
+  if not images:
+    raise DataError(f"{name}: no splits.")
+  if len({x.shape[1:] for x in images.values()}) > 1:
+    raise DataError(f"{name}: splits have different image shapes "
+                    f"{ {k: x.shape[1:] for k, x in images.items()} }.")
+  return ArraySource(name, images, labels)
+
+
+def register_arrays(name: str, splits: dict) -> None:
+  """Makes `--config.dataset=arrays:NAME` read these in-memory arrays:
+  `splits` maps a split name to uint8 images [N, H, W(, C)] or to
+  (images, integer labels [N])."""
+  _REGISTERED[name] = _array_source(f"arrays:{name}", splits)
+
+
+def load_npz(path: str) -> ArraySource:
+  if not os.path.isfile(path):
+    raise DataError(f"npz: file {path!r} does not exist. Save your arrays with "
+                    "np.savez(FILE, train_images=..., train_labels=..., test_images=..., "
+                    "test_labels=...).")
+  try:
+    with np.load(path) as f:
+      arrays = {k: f[k] for k in f.files}
+  except (OSError, ValueError, zlib.error) as e:
+    raise DataError(f"npz:{path}: not a readable .npz file ({e}).") from None
+  splits = {k[:-len("_images")]: (v, arrays.get(k[:-len("_images")] + "_labels"))
+            for k, v in arrays.items() if k.endswith("_images")}
+  if not splits:
+    raise DataError(f"npz:{path}: holds {sorted(arrays)} but no <split>_images array "
+                    "(e.g. train_images, with train_labels).")
+  return _array_source(f"npz:{path}", splits)
+
+
 def get_source(dataset: str, data_dir: str | None = None):
   """The source a `dataset` config string names (see the module docstring)."""
   if not dataset:
@@ -386,4 +524,13 @@ def get_source(dataset: str, data_dir: str | None = None):
     return load_idx_dir(os.path.expanduser(dataset[len("idx:"):]))
   if dataset.startswith("folder:"):
     return load_folder(os.path.expanduser(dataset[len("folder:"):]))
+  if dataset.startswith("npz:"):
+    return load_npz(os.path.expanduser(dataset[len("npz:"):]))
+  if dataset.startswith("arrays:"):
+    name = dataset[len("arrays:"):]
+    if name not in _REGISTERED:
+      raise DataError(f"No arrays registered as {name!r} (registered: "
+                      f"{', '.join(sorted(_REGISTERED)) or 'none'}); call "
+                      "jaxgan.data.register_arrays(NAME, {'train': (images, labels)}) first.")
+    return _REGISTERED[name]
   return load_tfds(dataset, data_dir)

@@ -28,6 +28,11 @@ if _skip_keras:
   os.environ["TF_USE_LEGACY_KERAS"] = "1"
 try:
   import tensorflow as tf  # noqa: E402
+except ImportError as e:
+  raise ImportError(
+      f"TensorFlow is not installed ({e}). It is needed only by data_pipeline='tfdata' "
+      "(and runs made with it) and by TFDS datasets in the tfrecord format: install it "
+      "(pip install -e '.[tf]') or use --config.data_pipeline=indexed.") from e
 finally:
   if _skip_keras:
     del os.environ["TF_USE_LEGACY_KERAS"]
