@@ -2,6 +2,7 @@
 
     python -m benchmarks.end_to_end [--steps 200] [--cases dcgan,classifier]
         [--variants tfdata,host,device,device_k4] [--dtypes float32,bfloat16]
+        [--batch 128] [--image_size 28] [--dataset idx:../shared/data/mnist]
 
 Per case (the MNIST DCGAN at batch 128 and the classifier at batch 128 on the
 MNIST files in ../shared/data/mnist, `test[:9000]`; `--dataset digits` works
@@ -37,14 +38,16 @@ VARIANTS = {
 }
 
 
-def _config(case: str, dtype: str, steps: int, dataset: str):
+def _config(case: str, dtype: str, steps: int, dataset: str, batch: int = 128,
+            image_size: int = 28):
   if case == "dcgan":
     from experiments.configs.dcgan import get_config
   else:
     from experiments.configs.classifier import get_config
   config = get_config()
   config.update(dict(dataset=dataset, train_split="test[:9000]" if dataset != "digits" else
-                     "train", eval_split="", batch_size=128, num_train_steps=steps,
+                     "train", eval_split="", batch_size=batch, num_train_steps=steps,
+                     image_size=image_size,
                      log_every_steps=max(1, steps // 5), sample_every_steps=steps,
                      checkpoint_every_steps=steps, eval_every_steps=0))
   if case == "dcgan":
@@ -58,7 +61,9 @@ def _run(case: str, config) -> float:
   module = experiments.dcgan if case == "dcgan" else experiments.classifier
   with tempfile.TemporaryDirectory() as workdir:
     module.train_and_evaluate(config, workdir)
-    rates = [r["images_per_sec"] for r in read_metrics(workdir)]
+    # The first interval holds only the compiled step: no rate ("nan").
+    rates = [r["images_per_sec"] for r in read_metrics(workdir)
+             if isinstance(r["images_per_sec"], float) and r["images_per_sec"] > 0]
   return statistics.median(rates)
 
 
@@ -98,6 +103,9 @@ def main(argv=None) -> None:
   parser.add_argument("--variants", default=",".join(VARIANTS))
   parser.add_argument("--dtypes", default="float32")
   parser.add_argument("--dataset", default="idx:" + MNIST)
+  parser.add_argument("--batch", type=int, default=128)
+  parser.add_argument("--image_size", type=int, default=28,
+                      help="64: the Radford 64x64 DCGAN (MNIST resized)")
   args = parser.parse_args(argv)
   import experiments.classifier  # noqa: F401
   import experiments.dcgan  # noqa: F401
@@ -110,15 +118,16 @@ def main(argv=None) -> None:
     for dtype in args.dtypes.split(","):
       if case != "dcgan" and dtype != "float32":
         continue
-      config = _config(case, dtype, args.steps, args.dataset)
+      sizes = (args.batch, args.image_size)
+      config = _config(case, dtype, args.steps, args.dataset, *sizes)
       bare = _bare(case, config, args.steps)
       cells = []
       for name in args.variants.split(","):
-        variant = _config(case, dtype, args.steps, args.dataset)
+        variant = _config(case, dtype, args.steps, args.dataset, *sizes)
         variant.update(VARIANTS[name])
         rate = _run(case, variant)
         cells.append(f"{rate:,.0f} ({rate / bare:.2f})")
-      print(f"| {case} b128 | {dtype} | {bare:,.0f} | " + " | ".join(cells) + " |", flush=True)
+      print(f"| {case} {args.image_size}px b{args.batch} | {dtype} | {bare:,.0f} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

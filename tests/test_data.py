@@ -264,3 +264,21 @@ def test_tensorflow_import_leaves_the_environment_as_it_was():
   from jaxgan.data.tf import tf
   assert list(tf.data.Dataset.range(3).as_numpy_iterator()) == [0, 1, 2]
   assert "TF_USE_LEGACY_KERAS" not in os.environ
+
+
+def test_tfds_mock_data_through_the_indexed_pipeline(monkeypatch, tmp_path):
+  import tensorflow_datasets as tfds
+  monkeypatch.setattr(sources, "_network_available", lambda *a, **k: True)
+  with tfds.testing.mock_data(num_examples=24):
+    data = Data(_config("mnist", data_dir=str(tmp_path), image_size=32, batch_size=8,
+                        data_pipeline="indexed"))
+    images, labels = data.split("train")
+    assert images.shape == (24, 32, 32, 1) and images.dtype == np.uint8
+    assert labels.shape == (24,) and labels.max() < 10
+    mesh = sharding.make_mesh()
+    feed = data.train_feed(mesh)
+    try:
+      batch = jax.jit(feed.to_batch)(next(feed.inputs()), feed.resident)
+    finally:
+      feed.close()
+    _check_batch(batch, 32, 1, 8)

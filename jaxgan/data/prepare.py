@@ -4,7 +4,8 @@
 
 Written in the array_record format by default, which the indexed pipeline
 (`data_pipeline = "indexed"`, the default) reads without TensorFlow; the
-tf.data pipeline needs `--file_format tfrecord`. Copy the resulting directory to the offline machine and pass
+tf.data pipeline needs `--file_format tfrecord`. Preparing needs TensorFlow.
+Copy the resulting directory to the offline machine and pass
 `--config.data_dir=DIR` (or set TFDS_DATA_DIR).
 """
 
@@ -21,7 +22,11 @@ def main(argv=None) -> int:
                       help="array_record: read without TensorFlow (indexed pipeline); "
                            "tfrecord: for data_pipeline=tfdata")
   args = parser.parse_args(argv)
-  import jaxgan.data.tf  # noqa: F401  (TF with GPUs hidden)
+  try:
+    import jaxgan.data.tf  # noqa: F401  (TF with GPUs hidden)
+  except ImportError as e:
+    print(f"error: preparing TFDS datasets needs TensorFlow. {e}", file=sys.stderr)
+    return 1
   import tensorflow_datasets as tfds
   for name in args.names:
     try:
