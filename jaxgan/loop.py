@@ -158,28 +158,28 @@ def _multi_step(task: Task, feed, num_steps: int) -> Callable:
   along a new leading axis: [k, batch, ...]) and runs `task.train_step`;
   several steps run unrolled in one program (compiled once per K; compile
   time grows with K). Results: the classifier's bitwise equal to one step per
-  call; the DCGAN's equal up to float rounding (last bits on CPU: XLA still
-  compiles some op of the later steps differently). A given K resumes bitwise."""
+  call; the DCGAN's equal up to float rounding: its generator update rounds
+  differently in the last bits on CPU when the updated state stays inside
+  the program (bitwise again when every step's state is also an output,
+  which would cost K copies of the state). A given K resumes bitwise."""
   per_step = task.batches_per_step
 
   def one_step(state, inputs, resident):
-    batches = [feed.to_batch(jax.tree.map(lambda x: x[i], inputs), resident)
-               for i in range(per_step)]
+    batches = [feed.to_batch(x, resident) for x in inputs]
     batch = batches[0] if per_step == 1 else jax.tree.map(lambda *xs: jnp.stack(xs), *batches)
     return task.train_step(state, batch)
 
   def run(state, inputs, resident):
-    stacked = jax.tree.map(lambda *xs: jnp.stack(xs).reshape(num_steps, per_step, *xs[0].shape),
-                           *inputs)
     if num_steps == 1:  # The one-step program as it always was.
-      state, metrics = one_step(state, jax.tree.map(lambda x: x[0], stacked), resident)
+      state, metrics = one_step(state, inputs, resident)
       return state, jax.tree.map(lambda m: m[None], metrics)
     per_call = []
     for i in range(num_steps):
       # Unrolled, each step behind a barrier: XLA cannot fuse or reorder
-      # across steps, which keeps the classifier bitwise equal to one step
-      # per call (a rolled lax.scan is not, and is ~20x slower on XLA:CPU).
-      state, x = jax.lax.optimization_barrier((state, jax.tree.map(lambda x: x[i], stacked)))
+      # across steps, which keeps the results those of one step per call
+      # (a rolled lax.scan does not, and is ~20x slower on XLA:CPU).
+      x = inputs[i * per_step:(i + 1) * per_step]
+      state, x = jax.lax.optimization_barrier((state, x))
       state, metrics = one_step(state, x, resident)
       per_call.append(metrics)
     return state, jax.tree.map(lambda *ms: jnp.stack(ms), *per_call)
