@@ -34,7 +34,7 @@ import numpy as np
 
 from jaxgan import images, provenance, sharding
 from jaxgan.checkpoint import BestCheckpoint, Checkpointer
-from jaxgan.data import Data
+from jaxgan.data import Data, indexed
 from jaxgan.tasks import Task
 from jaxgan.writers import ProgressBar, RunWriter
 
@@ -113,6 +113,8 @@ def validate_config(config) -> None:
   if not isinstance(config.num_train_steps, int) or config.num_train_steps < 0:
     raise ValueError(f"config.num_train_steps must be a non-negative integer, got "
                      f"{config.num_train_steps!r}.")
+  _steps_per_call(config)
+  indexed.on_device_setting(config.get("data_on_device", "auto"))
 
 
 def _mean_metrics(history: list[dict]) -> dict:
