@@ -41,6 +41,17 @@ def num_devices():
 TINY_DCGAN = dict(image_size=16, ngf=8, ndf=8)
 
 
+def _tensorflow_available() -> bool:
+  from jaxgan.data.sources import tensorflow_available
+  return tensorflow_available()
+
+
+# Tests of the tf.data pipeline and TFDS tfrecord data: skipped where
+# TensorFlow is not installed (e.g. a GPU machine without it); CI installs it.
+requires_tf = pytest.mark.skipif(not _tensorflow_available(),
+                                 reason="needs TensorFlow: pip install -e '.[tf]'")
+
+
 def assert_resumes_bitwise(train, config, workdir, steps: int = 4):
   """`train(config, dir)` for `steps` steps straight, and to steps // 2 then
   on to `steps` in a second directory: the resume starts half way and ends

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import random_init
+from conftest import random_init, requires_tf
 from experiments import classifier
 from experiments.configs.classifier import get_config
 from jaxgan.checkpoint import Checkpointer
@@ -66,6 +66,7 @@ def _shift(x, dy, dx):
   return out
 
 
+@requires_tf
 def test_augmentation_shifts_and_flips_deterministically_and_resumes():
   """Each augmented image is its plain counterpart shifted by at most the
   padding and possibly mirrored; the stream is a function of (seed, position),

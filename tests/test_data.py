@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import requires_tf
+
 from jaxgan import sharding
 from jaxgan.data import Data, DataError, device_batches, read_idx
 from jaxgan.data import sources
@@ -54,6 +56,7 @@ def _check_batch(batch, size, channels, n):
   assert np.asarray(batch["label"]).dtype == np.int32
 
 
+@requires_tf
 def test_idx_source_batches_are_scaled_and_sharded(idx_dir, num_devices):
   data = Data(_config(f"idx:{idx_dir}", shuffle_buffer=1))
   assert data.info.image_shape == (28, 28, 1)
@@ -72,6 +75,7 @@ def test_idx_source_batches_are_scaled_and_sharded(idx_dir, num_devices):
   np.testing.assert_array_equal(np.asarray(batch["label"]), np.arange(16) % 10)
 
 
+@requires_tf
 def test_split_syntax_and_eval_padding(idx_dir):
   data = Data(_config(f"idx:{idx_dir}", train_split="train[:75%]+test[:5]",
                       eval_split="test[15:]"))
@@ -84,6 +88,7 @@ def test_split_syntax_and_eval_padding(idx_dir):
   _check_batch(batches[0], 28, 1, 4)
 
 
+@requires_tf
 def test_process_shards_partition_the_split(idx_dir):
   data = Data(_config(f"idx:{idx_dir}", eval_split="test[:19]"))
   labels = []
@@ -95,6 +100,7 @@ def test_process_shards_partition_the_split(idx_dir):
   assert sorted(labels) == sorted((np.arange(20) % 10)[:19].tolist())
 
 
+@requires_tf
 def test_pipeline_is_deterministic_and_resumes_at_the_step(idx_dir):
   data = Data(_config(f"idx:{idx_dir}"))
   take = lambda ds, n: [b["image"] for _, b in zip(range(n), ds.as_numpy_iterator())]
@@ -159,6 +165,7 @@ def _write_png(path, size, color, mode="RGB"):
   Image.new(mode, size, color).save(path)
 
 
+@requires_tf
 def test_folder_source_with_class_and_split_subfolders(tmp_path):
   for split, n in (("train", 6), ("test", 3)):
     for cls, color in (("cat", (255, 0, 0)), ("dog", (0, 0, 255))):
@@ -176,6 +183,7 @@ def test_folder_source_with_class_and_split_subfolders(tmp_path):
                                [1, -1, -1] if label == 0 else [-1, -1, 1], atol=1e-5)
 
 
+@requires_tf
 def test_folder_without_split_subfolders_is_one_train_split(tmp_path):
   for i in range(4):
     _write_png(str(tmp_path / "a" / f"{i}.jpg"), (28, 28), 200, mode="L")
@@ -197,6 +205,7 @@ def test_folder_rejects_empty_and_corrupt(tmp_path):
     Data(_config(f"folder:{tmp_path / 'bad'}"))
 
 
+@requires_tf
 def test_digits_offline_dataset():
   data = Data(_config("digits", image_size=32))
   assert data.info.image_shape == (32, 32, 1)
@@ -206,6 +215,7 @@ def test_digits_offline_dataset():
   assert batch["image"].min() == -1.0 and batch["image"].max() > 0.9  # background and ink
 
 
+@requires_tf
 def test_tfds_mock_data(monkeypatch, tmp_path):
   import tensorflow_datasets as tfds
   monkeypatch.setattr(sources, "_network_available", lambda *a, **k: True)
@@ -245,6 +255,7 @@ def test_batch_size_must_divide_over_devices(num_devices):
   assert sharding.local_batch_size(24, sharding.make_mesh()) == 24
 
 
+@requires_tf
 def test_closing_device_batches_stops_the_prefetch_thread(idx_dir):
   """A prefetch thread left inside TensorFlow at interpreter exit aborts the
   process; closing the stream must stop it."""
@@ -257,6 +268,7 @@ def test_closing_device_batches_stops_the_prefetch_thread(idx_dir):
   assert threading.active_count() == before
 
 
+@requires_tf
 def test_tensorflow_import_leaves_the_environment_as_it_was():
   """jaxgan.data.tf imports TF with TF_USE_LEGACY_KERAS=1 (skipping its
   eager Keras import) and removes the variable again, so subprocesses and
@@ -266,6 +278,7 @@ def test_tensorflow_import_leaves_the_environment_as_it_was():
   assert "TF_USE_LEGACY_KERAS" not in os.environ
 
 
+@requires_tf
 def test_tfds_mock_data_through_the_indexed_pipeline(monkeypatch, tmp_path):
   import tensorflow_datasets as tfds
   monkeypatch.setattr(sources, "_network_available", lambda *a, **k: True)

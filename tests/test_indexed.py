@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import TINY_DCGAN
+from conftest import TINY_DCGAN, requires_tf
 from experiments import classifier, dcgan
 from experiments.configs.classifier import get_config as classifier_config
 from experiments.configs.dcgan import get_config as dcgan_config
@@ -107,6 +107,7 @@ def test_augmentation_shifts_and_flips_with_a_black_border():
   assert any(np.array_equal(f, y[0][:, ::-1]) for f in flipped)
 
 
+@requires_tf
 def test_indexed_and_tfdata_give_the_same_evaluation_images():
   """Without resizing, bitwise the same images in [-1, 1]; resized, the indexed
   pipeline's uint8 rounding keeps them within one grey level of tf.data's."""

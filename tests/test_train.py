@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from conftest import TINY_DCGAN
+from conftest import TINY_DCGAN, requires_tf
 from experiments import dcgan
 from experiments.configs.dcgan import get_config
 from jaxgan.checkpoint import Checkpointer
@@ -93,6 +93,7 @@ def test_cli_reports_bad_input_clearly(tmp_path):
   assert proc.returncode != 0 and "batch_sise" in proc.stderr
 
 
+@requires_tf
 def test_prepare_rejects_unknown_dataset():
   proc = subprocess.run([sys.executable, "-m", "jaxgan.data.prepare", "mnistt"], cwd=REPO,
                         capture_output=True, text=True, timeout=120)

@@ -68,9 +68,8 @@ def _config(**overrides):
 def _digits(n=8, size=28):
   """Real digits from scikit-learn, resized, in [-1, 1]."""
   from sklearn.datasets import load_digits
-  from jaxgan.data.tf import tf
   x = load_digits().images[:n, :, :, None].astype(np.float32) / 16.0
-  x = tf.image.resize(x, (size, size)).numpy()
+  x = np.asarray(jax.image.resize(x, (n, size, size, 1), "linear"))
   return np.clip(x, 0, 1) * 2 - 1
 
 
