@@ -27,7 +27,7 @@ import numpy as np
 from jaxgan import provenance, sharding
 from jaxgan.data import indexed
 from jaxgan.data.prefetch import prefetched
-from jaxgan.data.sources import DataError, get_source
+from jaxgan.data.sources import DataError, get_source, tensorflow_available
 
 PIPELINES = ("indexed", "tfdata")
 
@@ -69,6 +69,10 @@ class Data:
     if self.pipeline not in PIPELINES:
       raise ValueError(f"Unknown config.data_pipeline {self.pipeline!r}; use one of "
                        f"{', '.join(PIPELINES)}.")
+    if self.pipeline == "tfdata" and not tensorflow_available():
+      raise DataError("data_pipeline='tfdata' (also the pipeline of runs made before the "
+                      "indexed one) needs TensorFlow, which is not installed: pip install -e "
+                      "'.[tf]', or for a new run use --config.data_pipeline=indexed.")
     self.source = get_source(config.dataset, config.get("data_dir"))
     self.image_size = int(config.image_size)
     channels = self.source.channels
