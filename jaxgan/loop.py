@@ -160,10 +160,11 @@ def _multi_step(task: Task, feed, num_steps: int) -> Callable:
   along a new leading axis: [k, batch, ...]) and runs `task.train_step`;
   several steps run unrolled in one program (compiled once per K; compile
   time grows with K). Results: the classifier's bitwise equal to one step per
-  call; the DCGAN's equal up to float rounding: its generator update rounds
-  differently in the last bits on CPU when the updated state stays inside
-  the program (bitwise again when every step's state is also an output,
-  which would cost K copies of the state). A given K resumes bitwise."""
+  call; the DCGAN's equal up to float rounding: on CPU its state differs in
+  the last bits when a step's updated state stays inside the program
+  (bitwise again when every step's state is also an output, which would
+  cost K copies of the state; XLA appears to fuse the updates differently
+  then). A given K resumes bitwise."""
   per_step = task.batches_per_step
 
   def one_step(state, inputs, resident):
