@@ -163,9 +163,10 @@ def on_device_setting(setting) -> str | bool:
   return value
 
 
-def fits_on_device(images: np.ndarray, setting, max_bytes: int = AUTO_DEVICE_BYTES) -> bool:
+def fits_on_device(images: np.ndarray, setting) -> bool:
   """Resolves `data_on_device` ("auto", True or False) for a split."""
   setting = on_device_setting(setting)
+  max_bytes = AUTO_DEVICE_BYTES
   if setting == "auto":
     return images.nbytes <= max_bytes
   if setting and images.nbytes > max_bytes:

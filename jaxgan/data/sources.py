@@ -23,6 +23,7 @@ pipeline; imports TensorFlow).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import os
 import re
@@ -31,6 +32,7 @@ import struct
 import types
 import zlib
 
+import jax
 import numpy as np
 
 
@@ -447,15 +449,21 @@ def fit_images(images: np.ndarray, size: int) -> np.ndarray:
   n, h, w, c = images.shape
   if (h, w) == (size, size):
     return images
-  import jax
   side = min(h, w)
   top, left = (h - side) // 2, (w - side) // 2
   images = images[:, top:top + side, left:left + side]
-  resize = jax.jit(lambda x: jax.numpy.clip(jax.numpy.round(jax.image.resize(
-      x.astype(np.float32), (x.shape[0], size, size, c), "linear", antialias=True)), 0, 255))
   with jax.default_device(jax.local_devices(backend="cpu")[0]):
-    chunks = [np.asarray(resize(images[i:i + 1024])) for i in range(0, n, 1024)]
+    chunks = [np.asarray(_resize(images[i:i + 1024], size)) for i in range(0, n, 1024)]
   return np.concatenate(chunks).astype(np.uint8)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _resize(images, size: int):
+  """One compiled resize per (input shape, size): a folder or TFDS split
+  fitted image by image compiles once per distinct image size."""
+  n, _, _, c = images.shape
+  x = jax.image.resize(images.astype(np.float32), (n, size, size, c), "linear", antialias=True)
+  return jax.numpy.clip(jax.numpy.round(x), 0, 255)
 
 
 # ---------------------------------------------------------------------------
