@@ -154,17 +154,22 @@ def evaluate(task: Task, state, data: Data, mesh, eval_fn, local_batch: int, ste
 
 def _multi_step(task: Task, feed, num_steps: int) -> Callable:
   """The function the loop jits: (state, inputs, resident) -> (state, metrics
-  with a leading axis of `num_steps`). `inputs` holds the feed's inputs for
-  num_steps * task.batches_per_step batches; each step turns its share into
-  batches with `feed.to_batch` (with `batches_per_step = k > 1`, stacked
-  along a new leading axis: [k, batch, ...]) and runs `task.train_step`;
-  several steps run unrolled in one program (compiled once per K; compile
-  time grows with K). Results: the classifier's bitwise equal to one step per
-  call; the DCGAN's equal up to float rounding: on CPU its state differs in
-  the last bits when a step's updated state stays inside the program
-  (bitwise again when every step's state is also an output, which would
-  cost K copies of the state; XLA appears to fuse the updates differently
-  then). A given K resumes bitwise."""
+  with a leading axis of `num_steps`, the states between the steps). `inputs`
+  holds the feed's inputs for num_steps * task.batches_per_step batches; each
+  step turns its share into batches with `feed.to_batch` (with
+  `batches_per_step = k > 1`, stacked along a new leading axis: [k, batch,
+  ...]) and runs `task.train_step`.
+
+  Several steps run unrolled in one program (compiled once per K; compile
+  time grows with K). Every step's state is also an output, which the loop
+  drops at once: a state that stayed inside the program would be compiled
+  differently from one that leaves it (XLA picks its layout and fusions
+  freely, and its CPU compiler drops `optimization_barrier`s before fusing),
+  and the DCGAN's state then differed from one step per call in the last
+  bits. As outputs, K steps per call are bitwise equal to K calls of one step
+  on CPU (tested for the DCGAN and the classifier; measured for every GAN
+  preset and the VAE), for the price of K - 1 more states in memory at the
+  end of a call. A rolled `lax.scan` was neither bitwise nor fast on XLA:CPU."""
   per_step = task.batches_per_step
 
   def one_step(state, inputs, resident):
@@ -173,19 +178,12 @@ def _multi_step(task: Task, feed, num_steps: int) -> Callable:
     return task.train_step(state, batch)
 
   def run(state, inputs, resident):
-    if num_steps == 1:  # The one-step program as it always was.
-      state, metrics = one_step(state, inputs, resident)
-      return state, jax.tree.map(lambda m: m[None], metrics)
-    per_call = []
+    states, per_call = [], []
     for i in range(num_steps):
-      # Unrolled, each step behind a barrier: XLA cannot fuse or reorder
-      # across steps, which keeps the results those of one step per call
-      # (a rolled lax.scan does not, and is ~20x slower on XLA:CPU).
-      x = inputs[i * per_step:(i + 1) * per_step]
-      state, x = jax.lax.optimization_barrier((state, x))
-      state, metrics = one_step(state, x, resident)
+      state, metrics = one_step(state, inputs[i * per_step:(i + 1) * per_step], resident)
+      states.append(state)
       per_call.append(metrics)
-    return state, jax.tree.map(lambda *ms: jnp.stack(ms), *per_call)
+    return state, jax.tree.map(lambda *ms: jnp.stack(ms), *per_call), tuple(states[:-1])
 
   return run
 
@@ -269,9 +267,12 @@ def train_and_evaluate(config, workdir: str, make_task: Callable[[Any, Data], Ta
 
     def train_steps(state, n):
       if n not in calls:
-        calls[n] = jax.jit(_multi_step(task, feed, n), out_shardings=(repl, repl),
+        calls[n] = jax.jit(_multi_step(task, feed, n),
+                           out_shardings=(repl, repl, repl),
                            donate_argnums=0)
-      return calls[n](state, tuple(next(inputs) for _ in range(n * per_step)), feed.resident)
+      state, metrics, _ = calls[n](state, tuple(next(inputs) for _ in range(n * per_step)),
+                                   feed.resident)
+      return state, metrics
 
     eval_fn = jax.jit(task.eval_step, in_shardings=(repl, batch_sharding, repl),
                       out_shardings=repl)

@@ -26,8 +26,9 @@ SAFE_TO_CHANGE = frozenset({
     "num_train_steps", "log_every_steps", "sample_every_steps", "checkpoint_every_steps",
     "eval_every_steps", "keep_checkpoints", "data_dir", "cache_data", "num_eval_samples",
     "fid_features", "num_importance_samples", "num_sample_images", "sr_classifier",
-    # Where batches are gathered: bitwise the same batches either way (tested).
-    "data_on_device",
+    # Where batches are gathered, and how many steps a jitted call runs:
+    # bitwise the same results either way (tested).
+    "data_on_device", "steps_per_call",
 })
 
 # Fields added to configs after runs were made, with the value that

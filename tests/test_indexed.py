@@ -135,29 +135,28 @@ def test_steps_per_call_matches_single_steps_and_keeps_boundaries(tmp_path):
                 num_sample_images=4, **TINY_DCGAN)
   one = dcgan.train_and_evaluate(_dc(config), str(tmp_path / "1"))
   three = dcgan.train_and_evaluate(_dc(config, steps_per_call=3), str(tmp_path / "3"))
-  r1, r3 = read_metrics(str(tmp_path / "1")), read_metrics(str(tmp_path / "3"))
-  assert [r["step"] for r in r3] == [r["step"] for r in r1] == [4, 8]  # calls end at boundaries
-  for a, b in zip(r1, r3):
-    for key in ("d_loss", "g_loss", "d_real", "d_fake"):
-      assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), key
-  for a, b in zip(leaves(one.state), leaves(three.state)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  assert_bitwise_equal(one.state, three.state)
+  assert [r["step"] for r in read_metrics(str(tmp_path / "3"))] == [4, 8]  # calls end at boundaries
+  assert _same_metrics(str(tmp_path / "1"), str(tmp_path / "3"))
   assert sorted(os.listdir(tmp_path / "3" / "samples")) == ["live_step_0000008.png",
                                                             "step_0000008.png"]
-  # The classifier: bitwise the same with 3 steps per call as with 1 (XLA
-  # compiles the DCGAN's later steps in a call slightly differently).
+  # The classifier (shifts and flips on the device) likewise.
   a = classifier.train_and_evaluate(clf_config(eval_every_steps=0), str(tmp_path / "c1"))
   b = classifier.train_and_evaluate(clf_config(eval_every_steps=0, steps_per_call=3),
                                     str(tmp_path / "c3"))
   assert_bitwise_equal(a.state, b.state)
-  assert read_metrics(str(tmp_path / "c1")) == [
-      {**r, "images_per_sec": x["images_per_sec"], "wall_time_s": x["wall_time_s"]}
-      for r, x in zip(read_metrics(str(tmp_path / "c3")), read_metrics(str(tmp_path / "c1")))]
-  # A K-step run resumes bitwise (stopped at 4, which a call ends on).
+  assert _same_metrics(str(tmp_path / "c1"), str(tmp_path / "c3"))
+  # K may change on a resume (stopped at 4 with K = 3, resumed with K = 1).
   part = str(tmp_path / "part")
   dcgan.train_and_evaluate(_dc(config, steps_per_call=3, num_train_steps=4), part)
-  assert_bitwise_equal(three.state, dcgan.train_and_evaluate(_dc(config, steps_per_call=3),
-                                                             part).state)
+  assert_bitwise_equal(one.state, dcgan.train_and_evaluate(_dc(config), part).state)
+
+
+def _same_metrics(run_a, run_b):
+  """metrics.jsonl of two runs equal but for their timings."""
+  timing = ("images_per_sec", "wall_time_s")
+  strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]
+  return strip(read_metrics(run_a)) == strip(read_metrics(run_b))
 
 
 def _dc(fields, **overrides):

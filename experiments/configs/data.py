@@ -25,7 +25,7 @@ def data_config(image_size: int = 28) -> ml_collections.ConfigDict:
   config.data_on_device = ml_collections.FieldReference("auto", field_type=object)
   config.shuffle_buffer = 10_000  # tfdata
   config.cache_data = True  # tfdata: keep decoded examples in memory after the first epoch
-  # Train steps per jitted call (lax.scan); same results. >1 pays on
-  # accelerators with short steps; keep 1 on CPU (README, "Speed").
+  # Train steps per jitted call (unrolled); bitwise the same results, may
+  # change on a resume. >1 pays where a step is short (README, "Speed").
   config.steps_per_call = 1
   return config
