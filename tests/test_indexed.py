@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from conftest import TINY_DCGAN, requires_tf
-from experiments import classifier, dcgan
+from experiments import classifier, dcgan, gan
 from experiments.configs.classifier import get_config as classifier_config
 from experiments.configs.dcgan import get_config as dcgan_config
+from experiments.configs.gan import get_config as gan_config
 from jaxgan import loop, sharding
 from jaxgan.checkpoint import Checkpointer
 from jaxgan.data import Data, DataError, indexed, register_arrays
@@ -150,6 +151,18 @@ def test_steps_per_call_matches_single_steps_and_keeps_boundaries(tmp_path):
   part = str(tmp_path / "part")
   dcgan.train_and_evaluate(_dc(config, steps_per_call=3, num_train_steps=4), part)
   assert_bitwise_equal(one.state, dcgan.train_and_evaluate(_dc(config), part).state)
+
+
+def test_steps_per_call_with_several_batches_a_step_is_bitwise(tmp_path):
+  # WGAN-GP with 2 critic updates a step: a call of 2 steps takes 4 batches.
+  def run(k, workdir):
+    c = gan_config("wgan_gp")
+    c.update(dict(dataset="digits", batch_size=16, num_train_steps=2, log_every_steps=2,
+                  sample_every_steps=2, checkpoint_every_steps=2, eval_every_steps=0,
+                  num_sample_images=4, n_critic=2, steps_per_call=k, **TINY_DCGAN))
+    return gan.train_and_evaluate(c, str(tmp_path / workdir)).state
+  assert_bitwise_equal(run(1, "1"), run(2, "2"))
+  assert _same_metrics(str(tmp_path / "1"), str(tmp_path / "2"))
 
 
 def _same_metrics(run_a, run_b):
