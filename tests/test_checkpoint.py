@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import pytest
 
 from conftest import compiled
 from experiments.configs.dcgan import get_config
@@ -39,12 +40,16 @@ def test_round_trip_is_exact_and_keeps_sharding(tmp_path):
   ckpt.close()
 
 
+# Orbax's failed read of the damaged step leaves coroutines behind that
+# complain when collected ("Event loop is closed"); collected here, at the end
+# of this test, rather than in whichever test happens to run then.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_unreadable_checkpoint_is_skipped_for_the_previous_good_one(tmp_path):
+  import gc
   import glob
   import os
 
   import jax.numpy as jnp
-  import pytest
 
   state = {"w": jnp.arange(4096.0), "step": jnp.int32(0)}
   ckpt = Checkpointer(str(tmp_path))
@@ -69,6 +74,7 @@ def test_unreadable_checkpoint_is_skipped_for_the_previous_good_one(tmp_path):
   ckpt.wait()
   assert ckpt.restore_latest_good(state)[1] == 4
   ckpt.close()
+  gc.collect()
 
   # Nothing restores (here: a different state structure): an error, nothing moved.
   ckpt = Checkpointer(str(tmp_path))
