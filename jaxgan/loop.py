@@ -167,9 +167,9 @@ def _multi_step(task: Task, feed, num_steps: int) -> Callable:
   freely, and its CPU compiler drops `optimization_barrier`s before fusing),
   and the DCGAN's state then differed from one step per call in the last
   bits. As outputs, K steps per call are bitwise equal to K calls of one step
-  on CPU (tested for the DCGAN and the classifier; measured for every GAN
-  preset and the VAE), for the price of K - 1 more states in memory at the
-  end of a call. A rolled `lax.scan` was neither bitwise nor fast on XLA:CPU."""
+  on CPU (tested for the DCGAN, WGAN-GP and the classifier; measured for
+  every GAN preset and the VAE), for the price of K - 1 more states in
+  memory at the end of a call. A rolled `lax.scan` was neither bitwise nor fast on XLA:CPU."""
   per_step = task.batches_per_step
 
   def one_step(state, inputs, resident):
