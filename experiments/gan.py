@@ -1,8 +1,9 @@
 """Trains a GAN of the family: `python -m experiments.gan --config experiments/configs/gan.py:PRESET [--workdir DIR] [--config.FIELD=VALUE ...]`.
 
 Presets: dcgan, lsgan, wgan_gp, hinge_sn, dcgan_diffaug; class-conditional
-cgan_projection and acgan; the SNGAN ResNet sngan and sngan_projection (see
-experiments/configs/gan.py). Rerunning with the same --workdir resumes from
+cgan_projection and acgan; the SNGAN ResNet sngan and sngan_projection;
+cluster_projection, self-conditioned on k-means clusters of unlabelled images
+(see experiments/configs/gan.py). Rerunning with the same --workdir resumes from
 its latest checkpoint.
 """
 

@@ -48,7 +48,8 @@ def _model(run_dir: str):
   if "gan_loss" in config:
     from jaxgan.tasks.gan import make_task
     if config.get("conditional"):
-      raise ValueError(f"{run_dir} is a class-conditional GAN ({config.conditional}); "
+      kind = "self-conditioned" if config.get("cluster_conditioning") else "class-conditional"
+      raise ValueError(f"{run_dir} is a {kind} GAN ({config.conditional}); "
                        "inpainting searches an unconditional generator's latent space: pass "
                        "an unconditional GAN run.")
     kind, make = "gan", make_task

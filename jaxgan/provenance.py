@@ -38,6 +38,7 @@ SAFE_TO_CHANGE = frozenset({
 # old config uses `added_field(config, name)`.
 ADDED_FIELDS = {
     "model": "dcgan", "conditional": "", "class_loss_weight": 1.0,  # conditional GANs
+    "cluster_conditioning": 0,  # self-conditioned GANs
     "data_pipeline": "tfdata",  # the indexed pipeline
 }
 

@@ -206,10 +206,10 @@ def test_acgan_run_resumes_bitwise_and_logs_class_metrics(tmp_path):
 
 def test_fake_labels_are_uniform_and_the_unconditional_step_draws_none():
   task = GANTask(_config("acgan"), (28, 28, 1), K)
-  labels = task._fake_labels(jax.random.PRNGKey(3), 20000)
+  labels = task._fake_labels(None, jax.random.PRNGKey(3), 20000)
   counts = np.bincount(np.asarray(labels), minlength=K)
   assert counts.sum() == 20000 and np.all(np.abs(counts / 20000 - 0.1) < 0.01)
-  assert GANTask(_config("dcgan"), (28, 28, 1), K)._fake_labels(jax.random.PRNGKey(3), 4) is None
+  assert GANTask(_config("dcgan"), (28, 28, 1), K)._fake_labels(None, jax.random.PRNGKey(3), 4) is None
 
 
 @pytest.mark.parametrize("overrides, num_classes, message", [

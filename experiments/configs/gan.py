@@ -35,6 +35,15 @@ Conditional presets (labelled data; grids show one row per class):
   sngan_projection  sngan with the projection discriminator and conditional
                  BatchNorm (Miyato & Koyama 2018's CIFAR-10 model).
 
+Self-conditioned preset (any data, labels unused; samples like an
+unconditional GAN, grids show one row per cluster):
+
+  cluster_projection  cgan_projection conditioned on 30 k-means clusters of
+                 the training images' pixels instead of labels: the
+                 self-conditioning idea of Liu et al. 2020 (Self-Conditioned
+                 GAN), with the clusters fitted once before training rather
+                 than re-fitted on D's features.
+
 Every preset keeps the generator's parameter average (ema_decay 0.999) for
 samples and evaluation. Any field overrides on the command line.
 """
@@ -61,6 +70,10 @@ def base() -> ml_collections.ConfigDict:
   # generator then uses conditional BatchNorm, fakes get uniform labels.
   config.conditional = ""
   config.class_loss_weight = 1.0  # acgan: weight of the auxiliary classification losses
+  # Self-conditioning without labels: K >= 2 conditions a `conditional` GAN
+  # on K k-means clusters of the training images (pixels) instead of the
+  # data's labels (jaxgan/gan/clusters.py); 0 is off.
+  config.cluster_conditioning = 0
   # The discriminator's normalisation (Radford architecture; the 28x28 model
   # has none): "batch", "layer" (per image) or "none". None chooses what the
   # papers do: "layer" with a gradient penalty (WGAN-GP), "none" with
@@ -154,6 +167,11 @@ def _acgan(config):
   config.conditional = "acgan"
 
 
+def _cluster_projection(config):
+  _cgan_projection(config)
+  config.cluster_conditioning = 30
+
+
 def _sngan(config):
   config.model = "sngan"
   config.image_size = 32
@@ -173,7 +191,8 @@ def _sngan_projection(config):
 
 PRESETS = {"dcgan": _dcgan, "lsgan": _lsgan, "wgan_gp": _wgan_gp, "hinge_sn": _hinge_sn,
            "dcgan_diffaug": _dcgan_diffaug, "cgan_projection": _cgan_projection,
-           "acgan": _acgan, "sngan": _sngan, "sngan_projection": _sngan_projection}
+           "acgan": _acgan, "sngan": _sngan, "sngan_projection": _sngan_projection,
+           "cluster_projection": _cluster_projection}
 
 
 def get_config(preset: str = "dcgan") -> ml_collections.ConfigDict:

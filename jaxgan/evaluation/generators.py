@@ -46,8 +46,9 @@ def sample_classes(run_dir: str, labels, seed: int = 0, step: int | None = None)
   from jaxgan.tasks.gan import make_task
   _, _, task, state, _ = restore_run(run_dir, make_task, step)
   if not task.num_classes:
-    raise ValueError(f"{run_dir} is an unconditional GAN (config.conditional is unset); "
-                     "use jaxgan.evaluation.generate for its samples.")
+    raise ValueError(f"{run_dir} takes no class labels (an unconditional GAN, or one "
+                     "self-conditioned on clusters); use jaxgan.evaluation.generate for its "
+                     "samples.")
   labels = np.asarray(labels)
   return generate(task, state, len(labels), seed, labels=labels)
 

@@ -62,9 +62,10 @@ class GeneratedData:
       raise ValueError(f"config.generated_fraction must be in (0, 1] (the share of each batch "
                        f"drawn from the generator), got {fraction}.")
     gan_config = load_run_config(run_dir)
-    if not gan_config.get("conditional"):
+    if not gan_config.get("conditional") or gan_config.get("cluster_conditioning"):
       raise ValueError(f"config.generated_data={run_dir!r} is not a class-conditional GAN run "
-                       "(its config has no `conditional`); train one with "
+                       "(its config has no `conditional`, or conditions on clusters, not "
+                       "classes); train one with "
                        "experiments/configs/gan.py:cgan_projection (or acgan).")
     self.run_dir, self.fraction = run_dir, fraction
     # Restored now, outside any trace (init_state is traced by the loop).

@@ -14,7 +14,10 @@ experiments/configs/gan.py for the presets):
 - `model`: the architecture (`MODELS`: dcgan, sngan);
 - `conditional`: "" or, on labelled data, "projection" / "acgan" (real
   images with their labels, fakes with uniform labels; ACGAN adds its class
-  losses, weighted by `class_loss_weight`, to both networks' losses).
+  losses, weighted by `class_loss_weight`, to both networks' losses);
+- `cluster_conditioning = K`: a `conditional` GAN on K k-means clusters of
+  the training images instead of labels (`jaxgan.gan.clusters`; works on
+  unlabelled data, and samples like an unconditional GAN).
 
 One step: `n_critic - 1` discriminator updates, each on its own real batch
 and its own fakes; then one more on the last real batch and fakes from a
@@ -35,6 +38,7 @@ import numpy as np
 import optax
 
 from jaxgan import flat_random, provenance
+from jaxgan.gan import clusters as clustering
 from jaxgan.gan import diffaugment, objectives, penalties
 from jaxgan.models.conditioning import check_conditioning
 from jaxgan.models.dcgan import make_dcgan
@@ -76,6 +80,9 @@ class GANState:
   # statistics of (nearly) the same weights. Equal to the live ones when
   # ema_decay is 0. Sample grids and evaluation use it.
   g_ema: Any
+  # cluster_conditioning: {"centroids": [K, pixels], "log_prior": [K]}
+  # (`jaxgan.gan.clusters.fit`), fixed for the run; None otherwise.
+  clusters: Any = None
 
 
 def compute_dtype(config):
@@ -105,9 +112,17 @@ class GANTask:
   """A GAN of the family: the DCGAN architectures (jaxgan/models/dcgan.py) or
   the SNGAN ResNet (jaxgan/models/sngan.py), unconditional or
   class-conditional (`conditional`: "projection" or "acgan"; labels from the
-  data, fake labels uniform)."""
+  data, fake labels uniform), or self-conditioned on clusters of the images
+  (`cluster_conditioning`; `clusters` from `jaxgan.gan.clusters.fit`, which
+  `make_task` runs).
 
-  def __init__(self, config, image_shape: tuple[int, int, int], num_classes: int = 0):
+  `num_classes` is the number of classes a caller passes labels for (0 when
+  unconditional or self-conditioned); `latent_dim` the latent callers draw
+  for `sample` (one more than config.latent_dim when self-conditioned: that
+  coordinate picks the cluster)."""
+
+  def __init__(self, config, image_shape: tuple[int, int, int], num_classes: int = 0,
+               clusters: dict | None = None):
     missing = [f for f in FAMILY_FIELDS if f not in config]
     _check(not missing, f"The GAN config lacks {', '.join(missing)}: it predates the GAN "
            "family (runs made before it cannot be resumed or evaluated by this version; "
@@ -117,9 +132,24 @@ class GANTask:
     self.image_shape = tuple(image_shape)
     option = lambda name: provenance.added_field(config, name)  # Older runs lack them.
     self.conditional = option("conditional")
-    check_conditioning(num_classes, self.conditional)
-    # Classes the generator is conditioned on (0: unconditional).
-    self.num_classes = num_classes if self.conditional else 0
+    self.num_clusters = option("cluster_conditioning")
+    _check(isinstance(self.num_clusters, int) and (self.num_clusters == 0 or
+                                                   self.num_clusters >= 2),
+           f"config.cluster_conditioning must be 0 (off) or a number of clusters >= 2, got "
+           f"{self.num_clusters!r}.")
+    _check(not self.num_clusters or self.conditional,
+           "config.cluster_conditioning conditions a class-conditional GAN on clusters: set "
+           "--config.conditional=projection (or acgan), or start from the "
+           "cluster_projection preset.")
+    _check(not self.num_clusters or clusters is not None,
+           "A self-conditioned GAN needs its clusters: build the task with "
+           "jaxgan.tasks.gan.make_task(config, data).")
+    self.clusters = clusters
+    check_conditioning(self.num_clusters or num_classes, self.conditional)
+    # Classes the generator is conditioned on (0: unconditional), and those
+    # a caller passes labels for (none when they are clusters).
+    self.model_classes = (self.num_clusters or num_classes) if self.conditional else 0
+    self.num_classes = 0 if self.num_clusters else self.model_classes
     self.class_loss_weight = float(option("class_loss_weight"))
     model = option("model")
     _check(model in MODELS, f"Unknown config.model {model!r}; use one of {', '.join(MODELS)}.")
@@ -150,28 +180,29 @@ class GANTask:
                          "none" if config.spectral_norm else "batch")
     self.generator, self.discriminator = MODELS[model](
         size, channels, ngf=config.ngf, ndf=config.ndf, d_normalization=d_normalization,
-        spectral_norm=config.spectral_norm, num_classes=self.num_classes,
+        spectral_norm=config.spectral_norm, num_classes=self.model_classes,
         conditional=self.conditional, dtype=compute_dtype(config))
     _check(not (self.gp_weight or self.r1_gamma) or
            self.discriminator.normalization != "batch",
            "A gradient penalty (gradient_penalty, r1_gamma) is per image, but this "
            "discriminator uses BatchNorm, which mixes the images of a batch (Gulrajani et al. "
            "2017 drop it for this reason): set --config.d_normalization=layer (or none).")
-    self.latent_dim = config.latent_dim
+    self.g_latent_dim = config.latent_dim  # The generator's z.
+    self.latent_dim = config.latent_dim + (1 if self.num_clusters else 0)
     self.g_tx = optax.adam(config.g_learning_rate, b1=config.g_beta1, b2=config.g_beta2)
     self.d_tx = optax.adam(config.d_learning_rate, b1=config.d_beta1, b2=config.d_beta2)
     self.batches_per_step = self.n_critic
     self.images_per_step = config.batch_size * self.n_critic
     self.progress_keys = ("d_loss", "g_loss")
     # A fixed latent batch, so successive sample grids show the same z. A
-    # conditional grid has one row per class and one z per column.
+    # conditional grid has one row per class (or cluster) and one z per column.
     n = config.num_sample_images
-    self.grid_columns = max(1, round(n ** 0.5)) if self.num_classes else None
+    self.grid_columns = max(1, round(n ** 0.5)) if self.model_classes else None
     self.sample_z = flat_random.normal(jax.random.PRNGKey(config.seed + 1),
                                        (self.grid_columns or n, self.latent_dim))
-    if self.num_classes:
-      self.sample_z = jnp.tile(self.sample_z, (self.num_classes, 1))
-      self.sample_labels = jnp.repeat(jnp.arange(self.num_classes, dtype=jnp.int32),
+    if self.model_classes:
+      self.sample_z = jnp.tile(self.sample_z, (self.model_classes, 1))
+      self.sample_labels = jnp.repeat(jnp.arange(self.model_classes, dtype=jnp.int32),
                                       self.grid_columns)
     else:
       self.sample_labels = None
@@ -183,7 +214,7 @@ class GANTask:
   # -- state ---------------------------------------------------------------
   def init_state(self, key: jax.Array) -> GANState:
     g_key, d_key, state_key = jax.random.split(key, 3)
-    z = jnp.zeros((1, self.latent_dim))
+    z = jnp.zeros((1, self.g_latent_dim))
     x = jnp.zeros((1, *self.image_shape))
     labels = jnp.zeros((1,), jnp.int32) if self.conditional else None
     g_vars = self.generator.init(g_key, z, train=False, **self._label_kw(labels))
@@ -195,18 +226,33 @@ class GANTask:
                       opt_state=tx.init(variables["params"]))
 
     g = net(g_vars, self.g_tx)
+    clusters = None
+    if self.num_clusters:
+      clusters = {k: jnp.asarray(v, jnp.float32) for k, v in self.clusters.items()}
     return GANState(step=jnp.zeros((), jnp.int32), g=g, d=net(d_vars, self.d_tx),
-                    key=state_key, g_ema={"params": g.params, "batch_stats": g.batch_stats})
+                    key=state_key, g_ema={"params": g.params, "batch_stats": g.batch_stats},
+                    clusters=clusters)
 
   # -- pieces of the step ------------------------------------------------------
   def _label_kw(self, labels) -> dict:
     return {"labels": labels} if self.conditional else {}
 
-  def _fake_labels(self, key, n: int):
-    """Uniform class labels [n] for fakes (None when unconditional)."""
+  def _fake_labels(self, state: GANState, key, n: int):
+    """Labels [n] for fakes: uniform classes, clusters drawn from their
+    prior, or None when unconditional."""
     if not self.conditional:
       return None
-    return jax.random.randint(key, (n,), 0, self.num_classes, dtype=jnp.int32)
+    if self.num_clusters:
+      return clustering.sample(key, state.clusters["log_prior"], n)
+    return jax.random.randint(key, (n,), 0, self.model_classes, dtype=jnp.int32)
+
+  def _real_labels(self, state: GANState, batch: dict):
+    """The real images' labels: the data's, their nearest clusters, or None."""
+    if not self.conditional:
+      return None
+    if self.num_clusters:  # The data's labels (if any) are not used.
+      return clustering.assign(state.clusters["centroids"], batch["image"])
+    return batch["label"]
 
   def _g(self, params, batch_stats, z, labels, *, train: bool):
     return apply_model(self.generator, params, batch_stats, z, train=train,
@@ -303,7 +349,7 @@ class GANTask:
   # -- training --------------------------------------------------------------
   def train_step(self, state: GANState, batch: dict) -> tuple[GANState, dict]:
     reals = batch["image"]  # [n_critic, B, ...] when n_critic > 1
-    real_labels = batch["label"] if self.conditional else None
+    real_labels = self._real_labels(state, batch)
     key = jax.random.fold_in(state.key, state.step)
     z_key, drop_real, drop_fake, drop_g = jax.random.split(key, 4)
     aux = jax.random.fold_in(key, _AUX_STREAM)
@@ -316,16 +362,16 @@ class GANTask:
       # Unrolled: XLA's CPU backend ran them ~20x slower as a lax.scan loop.
       for i in range(self.n_critic - 1):
         k_z, k_real, k_fake, k_aux = jax.random.split(jax.random.fold_in(aux, i + 1), 4)
-        z = flat_random.normal(k_z, (reals.shape[1], self.latent_dim))
-        labels = self._fake_labels(label_key(i + 1), reals.shape[1])
+        z = flat_random.normal(k_z, (reals.shape[1], self.g_latent_dim))
+        labels = self._fake_labels(state, label_key(i + 1), reals.shape[1])
         fake, g_stats = self._g(state.g.params, g_stats, z, labels, train=True)
         d, _, _ = self._d_update(d, reals[i], None if real_labels is None else real_labels[i],
                                  fake, labels, k_real, k_fake, k_aux, state.step)
       reals = reals[-1]
       real_labels = None if real_labels is None else real_labels[-1]
 
-    z = flat_random.normal(z_key, (reals.shape[0], self.latent_dim))
-    fake_labels = self._fake_labels(label_key(0), reals.shape[0])
+    z = flat_random.normal(z_key, (reals.shape[0], self.g_latent_dim))
+    fake_labels = self._fake_labels(state, label_key(0), reals.shape[0])
 
     # The generator's forward pass, once; its VJP is reused for the G update.
     def generate(g_params):
@@ -362,7 +408,7 @@ class GANTask:
                **{f"{k}_after": v for k, v in after.items() if k.endswith("_fake")}}
     total = sum(metrics.values())
     metrics["finite"] = jnp.isfinite(total).astype(jnp.float32)
-    return GANState(step=state.step + 1, g=g, d=d, key=state.key, g_ema=g_ema), metrics
+    return state.replace(step=state.step + 1, g=g, d=d, g_ema=g_ema), metrics
 
   def _update_ema(self, ema, current, step):
     """ema <- decay * ema + (1 - decay) * current, with the decay warmed up as
@@ -383,10 +429,11 @@ class GANTask:
     discriminator memorising the training set. ACGAN adds the auxiliary
     classifier's accuracy on the real images and on the fakes' labels."""
     real, mask = batch["image"], batch["mask"]
-    real_labels = batch["label"] if self.conditional else None
+    real_labels = self._real_labels(state, batch)
     key = jax.random.fold_in(jax.random.fold_in(state.key, _EVAL_STREAM), batch_index)
-    z = flat_random.normal(key, (real.shape[0], self.latent_dim))
-    fake_labels = self._fake_labels(jax.random.fold_in(key, _LABEL_STREAM), real.shape[0])
+    z = flat_random.normal(key, (real.shape[0], self.g_latent_dim))
+    fake_labels = self._fake_labels(state, jax.random.fold_in(key, _LABEL_STREAM),
+                                    real.shape[0])
     fake, _ = self._g(state.g.params, state.g.batch_stats, z, fake_labels, train=False)
     real_out, real_cls, _ = self._d(state.d.params, state.d.batch_stats, real, real_labels,
                                     train=False)
@@ -410,14 +457,20 @@ class GANTask:
   # -- artifacts ---------------------------------------------------------------------
   def sample(self, state: GANState, z: jax.Array, labels: jax.Array | None = None,
              average: bool = True) -> jax.Array:
-    """Generator images in [-1, 1] for latents z (and class labels [N], int,
-    for a conditional generator), BatchNorm in inference mode.
+    """Generator images in [-1, 1] for latents z [N, latent_dim] (and class
+    labels [N], int, for a conditional generator), BatchNorm in inference
+    mode. A self-conditioned generator takes its clusters from z[:, 0] (see
+    `jaxgan.gan.clusters.from_latent`) unless `labels` names them.
 
     average: use the averaged generator `g_ema` (weights and running
     statistics; the generator to judge and evaluate) rather than the live
     training one.
     """
-    if self.conditional and labels is None:
+    if self.num_clusters:
+      if labels is None:
+        labels = clustering.from_latent(z[:, 0], state.clusters["log_prior"])
+      z = z[:, 1:]
+    elif self.conditional and labels is None:
       raise ValueError("This GAN is class-conditional: pass the labels to sample.")
     net = state.g_ema if average else {"params": state.g.params,
                                        "batch_stats": state.g.batch_stats}
@@ -433,18 +486,28 @@ class GANTask:
   def sample_images(self, state: GANState) -> dict[str, np.ndarray]:
     """The grids the loop saves, on a fixed latent batch: "samples" from the
     averaged generator and, when averaging is on, "live" from the training
-    one. A conditional GAN's grid has one row per class and one z per column
-    ([classes, columns, H, W, C])."""
+    one. A conditional GAN's grid has one row per class (or cluster) and one
+    z per column ([classes, columns, H, W, C])."""
     grids = jax.device_get(self._sample_fixed(state))
     if not self.ema_decay:
       del grids["live"]
     grids = {name: np.asarray(x) for name, x in grids.items()}
-    if self.num_classes:
-      grids = {name: x.reshape(self.num_classes, self.grid_columns, *x.shape[1:])
+    if self.model_classes:
+      grids = {name: x.reshape(self.model_classes, self.grid_columns, *x.shape[1:])
                for name, x in grids.items()}
     return grids
 
 
 def make_task(config, data) -> GANTask:
-  """The GAN task of a config and its resolved data (`jaxgan.data.Data`)."""
-  return GANTask(config, data.info.image_shape, data.info.num_classes)
+  """The GAN task of a config and its resolved data (`jaxgan.data.Data`).
+  With `cluster_conditioning`, fits the clusters on the training split's
+  first images (a few seconds; a restored run uses the ones it saved)."""
+  clusters = None
+  k = provenance.added_field(config, "cluster_conditioning")
+  if isinstance(k, int) and k >= 2 and provenance.added_field(config, "conditional"):
+    images = data.first_images(config.train_split, clustering.MAX_FIT_IMAGES)
+    clusters = clustering.fit(images, k, config.seed)
+    if jax.process_count() > 1:  # Every process uses process 0's (k-means may differ by BLAS).
+      from jax.experimental import multihost_utils
+      clusters = multihost_utils.broadcast_one_to_all(clusters)
+  return GANTask(config, data.info.image_shape, data.info.num_classes, clusters)
