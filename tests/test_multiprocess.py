@@ -1,8 +1,10 @@
 """Two processes x 2 CPU devices (jax.distributed on localhost, gloo
 collectives) train the small test DCGAN (conftest.TINY_DCGAN) to the same
 parameters as one process x 4 devices given the same global batches (the
-three processes run at once). The test starts and reaps its processes
-itself, with timeouts, so it cannot hang."""
+three processes run at once); likewise the self-conditioned
+`cluster_projection` preset, whose k-means clusters process 0 fits and
+broadcasts. The test starts and reaps its processes itself, with timeouts,
+so it cannot hang."""
 
 import json
 import os
@@ -13,12 +15,14 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 from conftest import TINY_DCGAN, assert_adam_states_close, env_with_devices
-from experiments.configs.dcgan import get_config
+from experiments.configs import gan as gan_configs
 from jaxgan import sharding
 from jaxgan.checkpoint import Checkpointer
-from jaxgan.tasks.gan import GANTask
+from jaxgan.data import Data
+from jaxgan.tasks.gan import make_task
 from jaxgan.writers import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,6 +30,14 @@ STEPS, BATCH = 3, 16
 FIELDS = dict(TINY_DCGAN, dataset="digits", batch_size=BATCH, num_train_steps=STEPS, log_every_steps=1,
               checkpoint_every_steps=STEPS, sample_every_steps=STEPS, eval_every_steps=STEPS,
               eval_split="test[:40]", num_sample_images=4)
+# preset: (how its run is started, its fields). `dcgan` through the
+# `experiments.dcgan` command, the other through `experiments.gan`.
+CASES = {
+    "dcgan": (["-m", "experiments.dcgan"], FIELDS),
+    "cluster_projection": (["-m", "experiments.gan", "--config",
+                            "experiments/configs/gan.py:cluster_projection"],
+                           dict(FIELDS, cluster_conditioning=4)),
+}
 
 
 def _free_port() -> int:
@@ -44,15 +56,16 @@ def _env(num_devices: int) -> dict:
   return dict(env, JAX_PLATFORMS="cpu", JAXGAN_XLA_DEFAULTS="0")
 
 
-def _run_processes(workdir: str, reference_out: str, timeout: float = 420):
+def _run_processes(preset: str, workdir: str, reference_out: str, timeout: float = 420):
   """The two-process run and, at the same time, the one-process reference."""
-  args = [sys.executable, "-m", "experiments.dcgan", "--workdir", workdir,
+  command, fields = CASES[preset]
+  args = [sys.executable, *command, "--workdir", workdir,
           f"--coordinator_address=localhost:{_free_port()}", "--num_processes=2"]
-  args += [f"--config.{k}={v}" for k, v in FIELDS.items()]
+  args += [f"--config.{k}={v}" for k, v in fields.items()]
   procs = [subprocess.Popen(args + [f"--process_id={i}"], cwd=REPO, env=_env(2),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
            for i in range(2)]
-  procs.append(subprocess.Popen([sys.executable, "-c", _REFERENCE, reference_out, repr(FIELDS)],
+  procs.append(subprocess.Popen([sys.executable, "-c", _REFERENCE, reference_out, preset, repr(fields)],
                                 cwd=REPO, env=_env(4), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True))
   deadline = time.time() + timeout
@@ -74,18 +87,18 @@ def _run_processes(workdir: str, reference_out: str, timeout: float = 420):
 _REFERENCE = """
 import sys
 import jax, numpy as np
-from experiments.configs.dcgan import get_config
+from experiments.configs.gan import get_config
 from jaxgan import sharding
 from jaxgan.data import Data
-from jaxgan.tasks.gan import GANTask
-out, fields = sys.argv[1], eval(sys.argv[2])
-config = get_config()
+from jaxgan.tasks.gan import make_task
+out, preset, fields = sys.argv[1], sys.argv[2], eval(sys.argv[3])
+config = get_config(preset)
 config.update(fields)
-task = GANTask(config, (config.image_size, config.image_size, 1))
+data = Data(config)
+task = make_task(config, data)
 mesh = sharding.make_mesh(jax.devices())
 repl = sharding.replicated(mesh)
 state = jax.jit(task.init_state, out_shardings=repl)(jax.random.PRNGKey(config.seed))
-data = Data(config)
 # The indexed pipeline: batch b is the same whatever the process count.
 feed = data.train_feed(mesh, 0)
 batches = feed.inputs()
@@ -98,9 +111,10 @@ np.savez(out, *[np.asarray(x) for x in jax.tree.leaves(jax.device_get(state))])
 """
 
 
-def test_two_processes_match_one_process_with_four_devices(tmp_path):
+@pytest.mark.parametrize("preset", list(CASES))
+def test_two_processes_match_one_process_with_four_devices(tmp_path, preset):
   workdir, out = str(tmp_path / "run"), str(tmp_path / "reference.npz")
-  codes, outputs = _run_processes(workdir, out)
+  codes, outputs = _run_processes(preset, workdir, out)
   assert codes == [0, 0, 0], "\n\n".join(o[-3000:] for o in outputs)
 
   # Process 0 alone wrote the logs and metadata; both wrote the checkpoint.
@@ -112,9 +126,9 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
   assert os.path.exists(os.path.join(workdir, "samples", f"step_{STEPS:07d}.png"))
 
   # The two-process checkpoint, restored here, against the reference's state.
-  config = get_config()
-  config.update(FIELDS)
-  task = GANTask(config, (config.image_size, config.image_size, 1))
+  config = gan_configs.get_config(preset)
+  config.update(CASES[preset][1])
+  task = make_task(config, Data(config))
   repl = sharding.replicated(sharding.make_mesh(jax.devices()))
   two = jax.device_get(Checkpointer(workdir).restore(
       jax.eval_shape(task.init_state, jax.random.PRNGKey(0)), STEPS, repl))
@@ -130,5 +144,8 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
   # so moments and batch statistics to 1e-4 of each leaf's scale (measured:
   # 4e-7 after 3 steps; a wrong shard or seed gives differences of order 1).
   assert int(one.step) == int(two.step) == STEPS
+  # The clusters both processes trained with: process 0's, as one process fits them.
+  assert (one.clusters is None) == (preset != "cluster_projection")
+  jax.tree.map(np.testing.assert_array_equal, one.clusters, two.clusters)
   assert_adam_states_close(stats(one), stats(two), params(one), params(two),
                            config.d_learning_rate, steps=STEPS)
