@@ -27,7 +27,9 @@ import os
 import statistics
 import time
 
-import experiments  # noqa: F401  (adds jaxgan's default XLA flags before JAX starts)
+from jaxgan import xla_flags  # noqa: E402
+
+xla_flags.add_defaults()  # jaxgan's default XLA flags, before JAX starts its backends
 import jax
 import jax.numpy as jnp
 

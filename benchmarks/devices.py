@@ -20,7 +20,10 @@ import argparse  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
-from experiments.configs.dcgan import get_config  # noqa: E402  (adds jaxgan's XLA flags)
+from jaxgan import xla_flags  # noqa: E402
+
+xla_flags.add_defaults()  # jaxgan's default XLA flags, before JAX starts its backends
+from experiments.configs.dcgan import get_config  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 
-from experiments import common  # noqa: F401  (jaxgan's XLA flags)
-from jaxgan import evaluation
-from jaxgan.tasks.gan import make_task
+from jaxgan import xla_flags  # noqa: E402
+
+xla_flags.add_defaults()  # jaxgan's default XLA flags, before JAX starts its backends
+from jaxgan import evaluation, runs  # noqa: E402
 
 
 def main():
@@ -23,8 +24,9 @@ def main():
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--features", required=True)
   args = parser.parse_args()
-  config, data, task, state, step = evaluation.restore_run(args.workdir, make_task)
-  extractor = evaluation.make_extractor(args.features)
+  run = runs.restore(args.workdir, expect="gan")
+  config, data, task, state, step = run.config, run.data, run.task, run.state, run.step
+  extractor = runs.extractor(args.features)
   real = data.first_images(config.eval_split)
   real_f, real_p = extractor(real)
   live = {"params": state.g.params, "batch_stats": state.g.batch_stats}

@@ -26,7 +26,9 @@ import statistics
 import tempfile
 import time
 
-import experiments  # noqa: F401  (adds jaxgan's default XLA flags before JAX starts)
+from jaxgan import xla_flags  # noqa: E402
+
+xla_flags.add_defaults()  # jaxgan's default XLA flags, before JAX starts its backends
 
 MNIST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..",
                      "shared", "data", "mnist")
@@ -58,9 +60,9 @@ def _config(case: str, dtype: str, steps: int, dataset: str, batch: int = 128,
 
 def _run(case: str, config) -> float:
   from jaxgan.writers import read_metrics
-  module = experiments.dcgan if case == "dcgan" else experiments.classifier
+  from jaxgan import runs
   with tempfile.TemporaryDirectory() as workdir:
-    module.train_and_evaluate(config, workdir)
+    runs.train(config, workdir)
     # The first interval holds only the compiled step: no rate ("nan").
     rates = [r["images_per_sec"] for r in read_metrics(workdir)
              if isinstance(r["images_per_sec"], float) and r["images_per_sec"] > 0]
@@ -70,12 +72,10 @@ def _run(case: str, config) -> float:
 def _bare(case: str, config, steps: int) -> float:
   import jax
   from jaxgan import sharding
+  from jaxgan import runs
   from jaxgan.data import Data
-  from jaxgan.tasks.classifier import ClassifierTask as Classifier
-  from jaxgan.tasks.gan import make_task
   data = Data(config)
-  task = (make_task(config, data) if case == "dcgan" else
-          Classifier(config, data.info.image_shape, data.info.num_classes))
+  task = runs.build(config, data)
   mesh = sharding.make_mesh()
   repl = sharding.replicated(mesh)
   feed = data.train_feed(mesh)
@@ -107,8 +107,6 @@ def main(argv=None) -> None:
   parser.add_argument("--image_size", type=int, default=28,
                       help="64: the Radford 64x64 DCGAN (MNIST resized)")
   args = parser.parse_args(argv)
-  import experiments.classifier  # noqa: F401
-  import experiments.dcgan  # noqa: F401
   import jax
   print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}; "
         f"{args.steps} steps per run; images/s (ratio to the bare step)")

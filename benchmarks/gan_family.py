@@ -22,7 +22,10 @@ import argparse
 import statistics
 import time
 
-from experiments.configs import gan as gan_configs  # (adds jaxgan's XLA flags)
+from jaxgan import xla_flags  # noqa: E402
+
+xla_flags.add_defaults()  # jaxgan's default XLA flags, before JAX starts its backends
+from experiments.configs import gan as gan_configs  # noqa: E402
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

@@ -16,14 +16,17 @@ import argparse
 import statistics
 import time
 
-from experiments.configs.dcgan import get_config  # noqa: F401  (adds jaxgan's XLA flags)
-import jax
+from jaxgan import xla_flags  # noqa: E402
+
+xla_flags.add_defaults()  # jaxgan's default XLA flags, before JAX starts its backends
+
+import jax  # noqa: E402
 import jax.numpy as jnp
 
 from jaxgan import flat_random
-from jaxgan.models.classifiers import make_classifier
+from jaxgan.models.registry import make_classifier
 from jaxgan.models.dcgan import make_dcgan
-from jaxgan.models.vae import make_vae
+from jaxgan.models.registry import make_vae
 
 
 def _models():

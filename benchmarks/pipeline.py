@@ -22,7 +22,10 @@ import time
 
 import numpy as np
 
-from experiments.configs.dcgan import get_config
+from jaxgan import xla_flags  # noqa: E402
+
+xla_flags.add_defaults()  # jaxgan's default XLA flags, before JAX starts its backends
+from experiments.configs.dcgan import get_config  # noqa: E402
 
 MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
 
@@ -88,13 +91,14 @@ def main():
 
   import tensorflow_datasets as tfds
   from jaxgan import sharding
-  from jaxgan.data import Data, device_batches, sources
+  from jaxgan.data import Data, device_batches
+  from jaxgan.data import tfds as tfds_source
 
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
     folder = os.path.join(tmp, "pngs")
     _write_folder(folder, 9000)
-    sources._network_available = lambda *a, **k: True  # mock_data needs no network
+    tfds_source._network_available = lambda *a, **k: True  # mock_data needs no network
     cases = [("idx: MNIST test[:9000]", lambda: _config("idx:" + MNIST, args.batch, "test[:9000]")),
              ("folder: 9000 PNG", lambda: _config("folder:" + folder, args.batch)),
              ("tfds mnist (mock_data)", lambda: _config("mnist", args.batch, "train",

@@ -48,7 +48,9 @@ import re  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-import experiments  # noqa: E402,F401  (adds jaxgan's default XLA flags)
+from jaxgan import xla_flags  # noqa: E402
+
+xla_flags.add_defaults()  # jaxgan's default XLA flags, before JAX starts its backends
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -1,5 +1,5 @@
-"""Entry points: `python -m experiments.NAME --workdir DIR --config experiments/configs/NAME.py`."""
+"""Entry points: `python -m experiments.NAME --workdir DIR --config experiments/configs/NAME.py`.
 
-from jaxgan import xla_flags as _xla_flags
-
-_xla_flags.add_defaults()  # Before anything starts JAX's backends.
+Importing this package has no side effects; each command's `main` adds
+jaxgan's default XLA flags (`jaxgan.xla_flags.add_defaults`) before JAX starts.
+"""

@@ -6,14 +6,9 @@ Rerunning with the same --workdir resumes from its latest checkpoint.
 import os
 
 from experiments import common
+from jaxgan.runs import train as train_and_evaluate
 
-
-def train_and_evaluate(config, workdir: str):
-  from jaxgan.loop import train_and_evaluate as run
-  from jaxgan.tasks.classifier import ClassifierTask
-  return run(config, workdir, lambda cfg, data: ClassifierTask(
-      cfg, data.info.image_shape, data.info.num_classes))
-
+__all__ = ["train_and_evaluate"]
 
 if __name__ == "__main__":
   common.main(train_and_evaluate, "runs/classifier",

@@ -2,12 +2,14 @@
 
 import sys
 
+from jaxgan import xla_flags
+from jaxgan.data import DataError
+from jaxgan.loop import NonFiniteLossError, Preempted
+
 
 def run_main(train_and_evaluate, config, workdir: str) -> int:
   """Runs training; expected failures (bad data, bad config, NaN loss) print
   one clear message and exit 1, keeping what the run directory already holds."""
-  from jaxgan.data import DataError
-  from jaxgan.loop import NonFiniteLossError, Preempted
   try:
     train_and_evaluate(config, workdir)
   except (DataError, NonFiniteLossError, ValueError) as e:
@@ -23,18 +25,23 @@ def run_main(train_and_evaluate, config, workdir: str) -> int:
   return 0
 
 
-def command_main(run, errors: tuple = (ValueError, FileNotFoundError)):
-  """The absl `main` of a command that is not a training run (texture,
-  style_transfer, inpaint, ...): no positional arguments, warnings only, and
-  `run()` (which reads the flags and prints its results) stopped by an
-  expected error with one `error: ...` line and exit status 1."""
+def command_main(run, errors: tuple = (ValueError, FileNotFoundError),
+                 usage: str | None = None):
+  """The absl `main` of a command that is not a training run (evaluate,
+  texture, inpaint, ...): warnings only, and `run()` (which reads the flags
+  and prints its results; `run(paths)` with the positional arguments when
+  the command takes them, as `usage` says) stopped by an expected error with
+  one `error: ...` line and exit status 1."""
   def main(argv):
     from absl import app, logging
-    if len(argv) > 1:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO.
+    if usage is None and len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    logging.set_verbosity(logging.WARNING)
+    if usage is not None and len(argv) < 2:
+      print(f"usage: {usage}", file=sys.stderr)
+      return 2
     try:
-      return run() or 0
+      return (run() if usage is None else run(argv[1:])) or 0
     except errors as e:
       print(f"error: {e}", file=sys.stderr)
       return 1
@@ -42,19 +49,43 @@ def command_main(run, errors: tuple = (ValueError, FileNotFoundError)):
   return main
 
 
-def main(train_and_evaluate, default_workdir: str, default_config: str) -> None:
+def run_command(define_flags, run, errors: tuple = (ValueError, FileNotFoundError),
+                usage: str | None = None) -> None:
+  """`python -m experiments.NAME` for every command but the trainers: jaxgan's
+  XLA flags, the command's flags (defined at run time, so that commands can
+  be imported side by side), then `command_main(run, errors, usage)`."""
+  add_xla_defaults()
+  from absl import app
+  define_flags()
+  sys.exit(app.run(command_main(run, errors, usage)))
+
+
+def add_xla_defaults() -> None:
+  """jaxgan's default XLA flags (`jaxgan.xla_flags`): every command's first
+  step, before JAX starts its backends."""
+  xla_flags.add_defaults()
+
+
+def main(train_and_evaluate, default_workdir: str | None, default_config: str | None) -> None:
   """`python -m experiments.NAME [--workdir DIR] [--config FILE] [--config.FIELD=VALUE ...]`.
 
   Flags are defined here, at run time, so that experiments can be imported
-  side by side (tests, notebooks) without clashing flag definitions.
+  side by side (tests, notebooks) without clashing flag definitions. jaxgan's
+  default XLA flags are added first (`jaxgan.xla_flags`), before JAX starts.
+  Without a default config, --config is required and the run directory
+  defaults to runs/<config.task>.
   """
+  add_xla_defaults()
   from absl import app, flags, logging
   from ml_collections import config_flags
 
   flags.DEFINE_string("workdir", default_workdir, "Run directory (config, metrics, "
-                      "samples, checkpoints); an existing one is resumed.")
-  config_flags.DEFINE_config_file("config", default_config, "Experiment config file.",
-                                  lock_config=True)
+                      "samples, checkpoints); an existing one is resumed. Default: "
+                      + (default_workdir or "runs/<config.task>") + ".")
+  config_flags.DEFINE_config_file("config", default_config, "Experiment config file: "
+                                  "experiments/configs/KIND.py[:PRESET].", lock_config=True)
+  if default_config is None:
+    flags.mark_flag_as_required("config")
   define_distributed_flags()
 
   def _main(argv):
@@ -66,7 +97,9 @@ def main(train_and_evaluate, default_workdir: str, default_config: str) -> None:
     except ValueError as e:
       print(f"error: {e}", file=sys.stderr)
       return 1
-    return run_main(train_and_evaluate, flags.FLAGS.config, flags.FLAGS.workdir)
+    config = flags.FLAGS.config
+    workdir = flags.FLAGS.workdir or f"runs/{config.get('task') or 'run'}"
+    return run_main(train_and_evaluate, config, workdir)
 
   sys.exit(app.run(_main))
 

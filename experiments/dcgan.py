@@ -8,7 +8,7 @@ checkpoint.
 import os
 
 from experiments import common
-from experiments.gan import train_and_evaluate
+from jaxgan.runs import train as train_and_evaluate
 
 __all__ = ["train_and_evaluate"]
 

@@ -17,58 +17,56 @@ protocol); --cas adds the Classification Accuracy Score.
 import json
 import os
 import re
-import sys
 
-from absl import app, flags, logging
+from absl import flags
 
-flags.DEFINE_string("workdir", None, "The generator's run directory.", required=True)
-flags.DEFINE_string("features", "runs/classifier", "Feature extractor: the run directory of "
-                    "a classifier (python -m experiments.classifier on the same dataset), or "
-                    "'inception' / 'inception:WEIGHTS' for the standard FID InceptionV3.")
-flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: latest; 0: the "
-                     "initialisation).")
-flags.DEFINE_string("split", None, "Reference split of real images (default: the run's "
-                    "eval_split).")
-flags.DEFINE_integer("num_samples", None, "Generated samples (default: as many as real images).")
-flags.DEFINE_string("baseline_split", None, "Score this split's real images instead of "
-                    "generator samples.")
-flags.DEFINE_string("texture_features", None, "Also the per-layer texture distance (Gram "
-                    "statistics) of the samples to the real images, in this feature network: "
-                    "random[:SEED] or classifier:RUN_DIR.")
-flags.DEFINE_string("cas", None, "A conditional run's Classification Accuracy Score: a "
-                    "classifier run trained on its samples only (experiments.classifier "
-                    "--config.generated_data=RUN_DIR), scored on the real reference split.")
-flags.DEFINE_string("cas_real", None, "With --cas: the same classifier trained on real "
-                    "images (e.g. the --features run), scored alike for scale.")
-flags.DEFINE_string("export", None, "Also write the scored images: a .npz file or a directory "
-                    "of PNGs.")
-FLAGS = flags.FLAGS
+from experiments import common
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO.
-  from jaxgan import evaluation
-  from jaxgan.data import DataError
-  try:
-    extractor = evaluation.make_extractor(FLAGS.features)
-    texture = None
-    if FLAGS.texture_features:
-      from jaxgan.texture.features import make_features
-      texture = make_features(FLAGS.texture_features)
-    result = evaluation.evaluate_generator(
-        FLAGS.workdir, extractor, split=FLAGS.split, num_samples=FLAGS.num_samples,
-        step=FLAGS.step, baseline_split=FLAGS.baseline_split, export=FLAGS.export,
-        texture_features=texture)
-    if FLAGS.cas:
-      result.update(evaluation.classification_accuracy_score(
-          FLAGS.workdir, FLAGS.cas, FLAGS.cas_real, split=FLAGS.split))
-    elif FLAGS.cas_real:
-      raise ValueError("--cas_real needs --cas (the classifier trained on the samples).")
-  except (DataError, ValueError, FileNotFoundError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+def define_flags() -> None:
+  """The command's flags (defined at run time, so that commands can be imported
+  side by side)."""
+  flags.DEFINE_string("workdir", None, "The generator's run directory.", required=True)
+  flags.DEFINE_string("features", "classifier:runs/classifier", "Feature extractor: "
+                      "classifier:RUN_DIR (or a bare RUN_DIR), a classifier run (python -m "
+                      "experiments.classifier on the same dataset), or 'inception[:WEIGHTS]' / "
+                      "'inception-clean[:WEIGHTS]' for the standard FID InceptionV3.")
+  flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: latest; 0: the "
+                       "initialisation).")
+  flags.DEFINE_string("split", None, "Reference split of real images (default: the run's "
+                      "eval_split).")
+  flags.DEFINE_integer("num_samples", None, "Generated samples (default: as many as real images).")
+  flags.DEFINE_string("baseline_split", None, "Score this split's real images instead of "
+                      "generator samples.")
+  flags.DEFINE_string("texture_features", None, "Also the per-layer texture distance (Gram "
+                      "statistics) of the samples to the real images, in this feature network: "
+                      "random[:SEED] or classifier:RUN_DIR.")
+  flags.DEFINE_string("cas", None, "A conditional run's Classification Accuracy Score: a "
+                      "classifier run trained on its samples only (experiments.classifier "
+                      "--config.generated_data=RUN_DIR), scored on the real reference split.")
+  flags.DEFINE_string("cas_real", None, "With --cas: the same classifier trained on real "
+                      "images (e.g. the --features run), scored alike for scale.")
+  flags.DEFINE_string("export", None, "Also write the scored images: a .npz file or a directory "
+                      "of PNGs.")
+
+
+def _run() -> None:
+  from jaxgan import evaluation, runs
+  FLAGS = flags.FLAGS
+  if FLAGS.cas_real and not FLAGS.cas:
+    raise ValueError("--cas_real needs --cas (the classifier trained on the samples).")
+  extractor = runs.extractor(FLAGS.features)
+  texture = runs.texture_features(FLAGS.texture_features) if FLAGS.texture_features else None
+  if FLAGS.cas:  # Refused before any sampling when it does not fit.
+    evaluation.check_cas_classifier(FLAGS.workdir, FLAGS.cas, runs.load_config(FLAGS.cas))
+  gan = runs.restore(FLAGS.workdir, FLAGS.step, expect="gan")
+  result = evaluation.evaluate_generator(
+      gan, extractor, split=FLAGS.split, num_samples=FLAGS.num_samples,
+      baseline_split=FLAGS.baseline_split, export=FLAGS.export, texture_features=texture)
+  if FLAGS.cas:
+    result.update(evaluation.classification_accuracy_score(
+        gan, runs.classifier_run(FLAGS.cas),
+        runs.classifier_run(FLAGS.cas_real) if FLAGS.cas_real else None, split=FLAGS.split))
   if FLAGS.baseline_split:
     name = "evaluation_real_" + re.sub(r"[^A-Za-z0-9]+", "_", FLAGS.baseline_split).strip("_")
     label = f"real {FLAGS.baseline_split}"
@@ -87,8 +85,7 @@ def main(argv):
   print(f"against {result['protocol']['num_real']} real images of "
         f"{result['protocol']['reference']}; features: {result['protocol']['extractor']}; "
         f"written to {path}")
-  return 0
 
 
 if __name__ == "__main__":
-  sys.exit(app.run(main))
+  common.run_command(define_flags, _run)

@@ -10,14 +10,9 @@ its latest checkpoint.
 import os
 
 from experiments import common
+from jaxgan.runs import train as train_and_evaluate
 
-
-def train_and_evaluate(config, workdir: str):
-  from jaxgan import evaluation
-  from jaxgan.loop import train_and_evaluate as run
-  from jaxgan.tasks.gan import make_task
-  return run(config, workdir, make_task, evaluators=evaluation.training_evaluators(config))
-
+__all__ = ["train_and_evaluate"]
 
 if __name__ == "__main__":
   common.main(train_and_evaluate, "runs/gan",

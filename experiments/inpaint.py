@@ -1,7 +1,7 @@
 """Inpainting with a trained GAN or VAE run:
 
   python -m experiments.inpaint --workdir GAN_OR_VAE_RUN --mask center \\
-      [--split SPLIT] [--num_images N] [--features CLASSIFIER_RUN]
+      [--split SPLIT] [--num_images N] [--features classifier:RUN_DIR]
 
 Masks: center (a size/2 square), random (80% of the pixels), left, right,
 top, bottom, or a PNG of the run's image size (dark = missing). A GAN run
@@ -18,10 +18,9 @@ original ones.
 
 import json
 import os
-import sys
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from experiments import common
 
@@ -33,7 +32,8 @@ def define_flags() -> None:
   flags.DEFINE_string("mask", "center", "center, random, left, right, top, bottom, or a PNG.")
   flags.DEFINE_string("split", None, "Images to inpaint (default: the run's eval_split).")
   flags.DEFINE_integer("num_images", 256, "How many (the first of the split).")
-  flags.DEFINE_string("features", None, "A classifier run: its accuracy on the results.")
+  flags.DEFINE_string("features", None, "classifier:RUN_DIR (or a bare RUN_DIR): a classifier "
+                      "run, whose accuracy on the results is reported.")
   flags.DEFINE_integer("steps", 1000, "GAN: Adam steps over z.")
   flags.DEFINE_integer("restarts", 4, "GAN: random starts per image.")
   flags.DEFINE_float("perceptual_weight", 0.003, "GAN: lambda of the perceptual loss.")
@@ -42,27 +42,17 @@ def define_flags() -> None:
 
 
 def _model(run_dir: str):
-  """("gan" | "vae", config, data, task, state, step) of a run directory."""
-  from jaxgan.evaluation import load_run_config, restore_run
-  config = load_run_config(run_dir)
-  if "gan_loss" in config:
-    from jaxgan.tasks.gan import make_task
-    if config.get("conditional"):
-      kind = "self-conditioned" if config.get("cluster_conditioning") else "class-conditional"
-      raise ValueError(f"{run_dir} is a {kind} GAN ({config.conditional}); "
-                       "inpainting searches an unconditional generator's latent space: pass "
-                       "an unconditional GAN run.")
-    kind, make = "gan", make_task
-  elif "likelihood" in config:
-    from jaxgan.tasks.vae import VAETask
-    kind = "vae"
-    make = lambda cfg, data: VAETask(cfg, data.info.image_shape,
-                                     data.first_images(cfg.eval_split or cfg.train_split, 32))
-  else:
-    raise ValueError(f"{run_dir} is neither a GAN nor a VAE run (its config.json has no "
-                     "gan_loss or likelihood); pass the --workdir of experiments.gan, "
-                     "experiments.dcgan or experiments.vae.")
-  return (kind, *restore_run(run_dir, make))
+  """A GAN or VAE run (`jaxgan.runs.Run`) to inpaint with."""
+  from jaxgan import provenance, runs
+  config = runs.load_config(run_dir)
+  if (runs.kind_of(config).name == "gan" and
+      provenance.added_field(config, "conditional")):
+    kind = ("self-conditioned" if provenance.added_field(config, "cluster_conditioning")
+            else "class-conditional")
+    raise ValueError(f"{run_dir} is a {kind} GAN ({config.conditional}); "
+                     "inpainting searches an unconditional generator's latent space: pass "
+                     "an unconditional GAN run.")
+  return runs.restore(run_dir, expect=("gan", "vae"))
 
 
 def inpaint(run_dir: str, mask: str = "center", split: str | None = None,
@@ -71,8 +61,10 @@ def inpaint(run_dir: str, mask: str = "center", split: str | None = None,
             seed: int = 0) -> dict:
   import jax
   from jaxgan import images as grid_images
-  from jaxgan.restoration import inpainting, masks, metrics
-  kind, config, data, task, state, step = _model(run_dir)
+  from jaxgan.restoration import inpainting, masks, quality
+  run = _model(run_dir)
+  kind, config, data, task, state, step = (run.kind, run.config, run.data, run.task, run.state,
+                                           run.step)
   size = config.image_size
   m = masks.make_mask(mask, size, seed)
   split = split or config.eval_split
@@ -101,14 +93,14 @@ def inpaint(run_dir: str, mask: str = "center", split: str | None = None,
             "settings": settings, "methods": {}}
   for name, out in {"masked": masked, **results}.items():
     report["methods"][name] = {
-        "psnr_hole": float(np.mean(metrics.psnr(to01(out), to01(x), region=hole))),
-        "ssim_hole": float(np.mean(metrics.ssim(to01(out), to01(x), region=hole))),
-        "psnr": float(np.mean(metrics.psnr(to01(out), to01(x)))),
-        "ssim": float(np.mean(metrics.ssim(to01(out), to01(x)))),
+        "psnr_hole": float(np.mean(quality.psnr(to01(out), to01(x), region=hole))),
+        "ssim_hole": float(np.mean(quality.ssim(to01(out), to01(x), region=hole))),
+        "psnr": float(np.mean(quality.psnr(to01(out), to01(x)))),
+        "ssim": float(np.mean(quality.ssim(to01(out), to01(x)))),
     }
   if features:
-    from jaxgan.evaluation import ClassifierExtractor
-    extractor = ClassifierExtractor(features)
+    from jaxgan import runs
+    extractor = runs.extractor("classifier:" + features.removeprefix("classifier:"))
     accuracy = lambda v: float(np.mean(np.argmax(extractor(v)[1], axis=1) == labels))
     for name, out in {"masked": masked, **results, "original": x}.items():
       report["methods"].setdefault(name, {})["classifier_accuracy"] = accuracy(out)
@@ -138,9 +130,7 @@ def _run() -> None:
   print("wrote " + ", ".join(r["written"]))
 
 
-main = common.command_main(_run)
 
 
 if __name__ == "__main__":
-  define_flags()
-  sys.exit(app.run(main))
+  common.run_command(define_flags, _run)

@@ -15,10 +15,10 @@ then "caffe" BGR mean subtraction). Prints the top-k classes with their
 probabilities for each image.
 """
 
-import sys
-
 import numpy as np
-from absl import app, flags, logging
+from absl import flags
+
+from experiments import common
 
 
 def define_flags() -> None:
@@ -34,7 +34,7 @@ def prepare(path: str, source: str) -> np.ndarray:
   """An image file -> [224, 224, 3] RGB in [0, 1], resized as `source`'s own
   pipeline resizes."""
   from PIL import Image
-  from jaxgan.texture.images import load_image
+  from jaxgan.texture.image_files import load_image
   pixels = (load_image(path) * 255.0 + 0.5).astype(np.uint8)  # clear errors for bad files
   image = Image.fromarray(pixels)
   if source == "keras":
@@ -68,26 +68,14 @@ def recognize(paths, model: str = "vgg16", weights: str | None = None, top: int 
           for p, row in zip(paths, probs)]
 
 
-def main(argv):
-  logging.set_verbosity(logging.WARNING)
-  paths = argv[1:]
-  if not paths:
-    print("usage: python -m experiments.recognize IMAGE [IMAGE ...] [--weights PATH]",
-          file=sys.stderr)
-    return 2
+def _run(paths) -> None:
   f = flags.FLAGS
-  try:
-    results = recognize(paths, f.model, f.weights, f.top)
-  except (ValueError, FileNotFoundError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  for path, best in results:
+  for path, best in recognize(paths, f.model, f.weights, f.top):
     print(path)
     for rank, (name, p) in enumerate(best, start=1):
       print(f"  {rank}. {name:30s} {p:.4f}")
-  return 0
 
 
 if __name__ == "__main__":
-  define_flags()
-  sys.exit(app.run(main))
+  common.run_command(define_flags, _run,
+                     usage="python -m experiments.recognize IMAGE [IMAGE ...] [--weights PATH]")

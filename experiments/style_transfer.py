@@ -11,9 +11,8 @@ DIR/style.png, DIR/snapshots/step_*.png, DIR/stylized.png, and the losses
 DIR/metrics.jsonl.
 """
 
-import sys
 
-from absl import app, flags
+from absl import flags
 
 from experiments import common
 
@@ -44,9 +43,10 @@ def stylize(content: str, style: str, workdir: str, features: str = "random",
             optimizer: str = "lbfgs", learning_rate: float = 0.05,
             snapshot_every: int = 50) -> dict:
   import jax.numpy as jnp
-  from jaxgan.texture import features as feature_lib, images, run, synthesis
-  content_image, style_image = images.load_image(content, size), images.load_image(style, size)
-  net = feature_lib.make_features(features)
+  from jaxgan import runs
+  from jaxgan.texture import image_files, optimization, synthesis
+  content_image, style_image = image_files.load_image(content, size), image_files.load_image(style, size)
+  net = runs.texture_features(features)
   content_layer = content_layer or net.content_layer
   style_layers = list(style_layers or net.default_layers)
   unknown = [l for l in [content_layer, *style_layers] if l not in net.layers]
@@ -56,7 +56,7 @@ def stylize(content: str, style: str, workdir: str, features: str = "random",
   c, s = jnp.asarray(content_image[None]), jnp.asarray(style_image[None])
   objective = synthesis.style_objective(net, c, s, content_layer, style_layers, style_weight,
                                         tv_weight)
-  return run.run_optimization(
+  return optimization.run_optimization(
       workdir, objective, c, steps=steps, optimizer=optimizer, learning_rate=learning_rate,
       snapshot_every=snapshot_every, result_name="stylized",
       inputs={"content": content_image, "style": style_image},
@@ -75,9 +75,7 @@ def _run() -> None:
         f"{f.workdir}/stylized.png")
 
 
-main = common.command_main(_run, errors=(ValueError, FloatingPointError, FileNotFoundError))
 
 
 if __name__ == "__main__":
-  define_flags()
-  sys.exit(app.run(main))
+  common.run_command(define_flags, _run, errors=(ValueError, FloatingPointError, FileNotFoundError))

@@ -6,19 +6,9 @@ Rerunning with the same --workdir resumes from its latest checkpoint.
 import os
 
 from experiments import common
+from jaxgan.runs import train as train_and_evaluate
 
-
-def train_and_evaluate(config, workdir: str):
-  from jaxgan import evaluation
-  from jaxgan.loop import train_and_evaluate as run
-  from jaxgan.tasks.superres import SuperResolutionTask
-
-  def make_task(cfg, data):
-    split = cfg.eval_split or cfg.train_split
-    return SuperResolutionTask(cfg, data.info.image_shape, data.first_images(split, 8))
-
-  return run(config, workdir, make_task, evaluators=evaluation.training_evaluators(config))
-
+__all__ = ["train_and_evaluate"]
 
 if __name__ == "__main__":
   common.main(train_and_evaluate, "runs/superres",

@@ -10,9 +10,8 @@ loss (total and per layer) in DIR/metrics.jsonl. The same --seed gives the
 same texture.
 """
 
-import sys
 
-from absl import app, flags
+from absl import flags
 
 from experiments import common
 
@@ -39,14 +38,15 @@ def synthesize(image: str, workdir: str, features: str = "random", layers=None,
                size: int = 128, steps: int = 200, optimizer: str = "lbfgs",
                learning_rate: float = 0.05, seed: int = 0, snapshot_every: int = 50) -> dict:
   import jax
-  from jaxgan.texture import features as feature_lib, images, run, synthesis
-  source = images.load_image(image, size)
-  net = feature_lib.make_features(features)
+  from jaxgan import runs
+  from jaxgan.texture import image_files, optimization, synthesis
+  source = image_files.load_image(image, size)
+  net = runs.texture_features(features)
   layers = list(layers or net.default_layers)
   src = jax.numpy.asarray(source[None])
   objective = synthesis.texture_objective(net, src, layers)
   x0 = synthesis.noise_image(jax.random.PRNGKey(seed), src.shape)
-  return run.run_optimization(
+  return optimization.run_optimization(
       workdir, objective, x0, steps=steps, optimizer=optimizer, learning_rate=learning_rate,
       snapshot_every=snapshot_every, result_name="texture", inputs={"source": source},
       settings={"image": image, "features": net.spec, "layers": layers, "size": size,
@@ -61,9 +61,7 @@ def _run() -> None:
         f"wrote {f.workdir}/texture.png")
 
 
-main = common.command_main(_run, errors=(ValueError, FloatingPointError, FileNotFoundError))
 
 
 if __name__ == "__main__":
-  define_flags()
-  sys.exit(app.run(main))
+  common.run_command(define_flags, _run, errors=(ValueError, FloatingPointError, FileNotFoundError))

@@ -17,10 +17,9 @@ DIR/pca.png (the descriptors' first two principal components by class).
 
 import json
 import os
-import sys
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from experiments import common
 
@@ -40,11 +39,12 @@ def analyze(workdir: str, data: str | None = None, features: str = "random", lay
             patch: int = 64, batch_size: int = 32) -> dict:
   import jax
   from jaxgan import images as grid_images
-  from jaxgan.texture import analysis, features as feature_lib, gram
+  from jaxgan import runs
+  from jaxgan.texture import analysis, gram
 
   classes = analysis.load_classes(data)
   names = list(classes)
-  net = feature_lib.make_features(features)
+  net = runs.texture_features(features)
   layers = list(layers or net.default_layers)
   split = {"train": ([], []), "test": ([], [])}
   for label, name in enumerate(names):
@@ -116,9 +116,7 @@ def _run() -> None:
   print(f"wrote {f.workdir}/analysis.json, confusion_*.png, pca.png")
 
 
-main = common.command_main(_run)
 
 
 if __name__ == "__main__":
-  define_flags()
-  sys.exit(app.run(main))
+  common.run_command(define_flags, _run)

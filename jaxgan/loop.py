@@ -39,9 +39,12 @@ from jaxgan.tasks import Task
 from jaxgan.writers import ProgressBar, RunWriter
 
 # Config fields every experiment has (the contract later issues rely on).
-REQUIRED_FIELDS = ("dataset", "data_dir", "batch_size", "num_train_steps", "seed",
+# (experiments/configs/common.py defines them, with their defaults.)
+REQUIRED_FIELDS = ("task", "dataset", "data_dir", "batch_size", "num_train_steps", "seed",
                    "log_every_steps", "sample_every_steps", "checkpoint_every_steps",
-                   "image_size", "train_split", "eval_split")
+                   "keep_checkpoints", "eval_every_steps", "best_metric", "best_mode",
+                   "steps_per_call", "data_on_device", "image_size", "train_split",
+                   "eval_split")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -105,7 +108,8 @@ class TrainResult:
 def validate_config(config) -> None:
   missing = [f for f in REQUIRED_FIELDS if f not in config]
   if missing:
-    raise ValueError(f"Config is missing required fields: {', '.join(missing)}.")
+    raise ValueError(f"Config is missing required fields: {', '.join(missing)} (start it "
+                     "from experiments/configs/common.py:base_config).")
   for field in ("batch_size", "image_size", "log_every_steps", "sample_every_steps",
                 "checkpoint_every_steps"):
     if not isinstance(config[field], int) or config[field] <= 0:
@@ -114,7 +118,7 @@ def validate_config(config) -> None:
     raise ValueError(f"config.num_train_steps must be a non-negative integer, got "
                      f"{config.num_train_steps!r}.")
   _steps_per_call(config)
-  indexed.on_device_setting(config.get("data_on_device", "auto"))
+  indexed.on_device_setting(config.data_on_device)
 
 
 def _mean_metrics(history: list[dict]) -> dict:
@@ -189,7 +193,7 @@ def _multi_step(task: Task, feed, num_steps: int) -> Callable:
 
 
 def _steps_per_call(config) -> int:
-  k = config.get("steps_per_call", 1)
+  k = config.steps_per_call
   if not isinstance(k, int) or isinstance(k, bool) or k < 1:
     raise ValueError(f"config.steps_per_call must be an integer >= 1, got {k!r}.")
   return k
@@ -198,7 +202,7 @@ def _steps_per_call(config) -> int:
 def _next_boundary(step: int, config, num_steps: int) -> int:
   """The first step after `step` that logs, samples, checkpoints or evaluates."""
   periods = [config.log_every_steps, config.sample_every_steps, config.checkpoint_every_steps]
-  if config.get("eval_every_steps", 0) and config.eval_split:
+  if config.eval_every_steps and config.eval_split:
     periods.append(config.eval_every_steps)
   return min([num_steps] + [(step // p + 1) * p for p in periods])
 
@@ -218,7 +222,7 @@ def train_and_evaluate(config, workdir: str, make_task: Callable[[Any, Data], Ta
   workdir = os.path.abspath(workdir)
   if is_main:
     os.makedirs(workdir, exist_ok=True)
-  ckpt = Checkpointer(workdir, max_to_keep=config.get("keep_checkpoints", 3))
+  ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
   if ckpt.latest_step() is not None:
     try:
       provenance.check_resume_config(workdir, config)
@@ -233,8 +237,8 @@ def train_and_evaluate(config, workdir: str, make_task: Callable[[Any, Data], Ta
   repl, batch_sharding = sharding.replicated(mesh), sharding.data_sharded(mesh)
   init_key = jax.random.PRNGKey(config.seed)
 
-  best = (BestCheckpoint(workdir, config.best_metric, config.get("best_mode", "min"))
-          if config.get("best_metric") else None)
+  best = (BestCheckpoint(workdir, config.best_metric, config.best_mode)
+          if config.best_metric else None)
   writer = RunWriter(workdir)
   progress = feed = None
   signals = _StopSignals()
@@ -282,7 +286,7 @@ def train_and_evaluate(config, workdir: str, make_task: Callable[[Any, Data], Ta
     last_metrics: dict = {}
     t_start = time.time()
     t_last, timed_steps = None, 0
-    eval_every = config.get("eval_every_steps", 0)
+    eval_every = config.eval_every_steps
     signals.install()
     step = start_step
     while step < num_steps:

@@ -40,7 +40,10 @@ ADDED_FIELDS = {
     "model": "dcgan", "conditional": "", "class_loss_weight": 1.0,  # conditional GANs
     "cluster_conditioning": 0,  # self-conditioned GANs
     "data_pipeline": "tfdata",  # the indexed pipeline
+    "discriminator": "dcgan",  # super-resolution's adversarial discriminator, by name
 }
+# `task` (the run kind, jaxgan.runs) was added too; its value for an older run
+# depends on the run, so it is inferred from the fields (`infer_task`).
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "tensorflow",
             "tensorflow-cpu", "tensorflow-datasets", "ml_collections", "tensorboardX")
@@ -60,9 +63,21 @@ def config_dict(config) -> dict:
   return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
+def infer_task(config) -> str | None:
+  """The run kind of a config saved before `task` existed, from the fields
+  only that kind has (None when nothing fits)."""
+  for field, kind in (("scale", "superres"), ("likelihood", "vae"), ("gan_loss", "gan"),
+                      ("optimizer", "classifier")):
+    if field in config:
+      return kind
+  return None
+
+
 def added_field(config, name: str):
   """`config[name]`, or for a config saved before the field existed, the
-  value that reproduces that run (`ADDED_FIELDS`)."""
+  value that reproduces that run (`ADDED_FIELDS`; `task` inferred)."""
+  if name == "task":
+    return config.get("task") or infer_task(config)
   return config.get(name, ADDED_FIELDS[name])
 
 
@@ -71,7 +86,8 @@ def config_differences(saved: dict, config) -> list[str]:
   config.json), ignoring `SAFE_TO_CHANGE`; a field absent from `saved`
   counts as its `ADDED_FIELDS` value."""
   new = _flatten(config_dict(config))
-  old = {**{k: v for k, v in ADDED_FIELDS.items() if k in new}, **_flatten(saved)}
+  added = {**ADDED_FIELDS, "task": infer_task(saved)}
+  old = {**{k: v for k, v in added.items() if k in new}, **_flatten(saved)}
   return sorted(k for k in old.keys() | new.keys()
                 if k.split(".")[0] not in SAFE_TO_CHANGE
                 and old.get(k, "<absent>") != new.get(k, "<absent>"))

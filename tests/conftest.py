@@ -42,7 +42,7 @@ TINY_DCGAN = dict(image_size=16, ngf=8, ndf=8)
 
 
 def _tensorflow_available() -> bool:
-  from jaxgan.data.sources import tensorflow_available
+  from jaxgan.data.tfds import tensorflow_available
   return tensorflow_available()
 
 

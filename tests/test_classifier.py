@@ -14,7 +14,7 @@ from experiments import classifier
 from experiments.configs.classifier import get_config
 from jaxgan.checkpoint import Checkpointer
 from jaxgan.data import Data
-from jaxgan.models.classifiers import MODELS, make_classifier
+from jaxgan.models.registry import CLASSIFIERS as MODELS, make_classifier
 from jaxgan.tasks.classifier import ClassifierTask, classification_report
 from jaxgan.writers import read_metrics
 
@@ -126,7 +126,7 @@ def test_eval_step_counts_only_real_examples():
 
 
 def test_bad_config_is_rejected():
-  with pytest.raises(ValueError, match="Unknown classifier"):
+  with pytest.raises(ValueError, match="Unknown config.model \(classifier\) .vgg.; use one of small_cnn"):
     ClassifierTask(_config(model="vgg"), (28, 28, 1), 10)
   with pytest.raises(ValueError, match="optimizer"):
     ClassifierTask(_config(optimizer="lamb"), (28, 28, 1), 10)

@@ -11,7 +11,7 @@ from scipy import stats
 from conftest import TINY_DCGAN, assert_resumes_bitwise
 from experiments import gan as gan_experiment
 from experiments.configs import gan as gan_configs
-from jaxgan import evaluation
+from jaxgan import evaluation, runs
 from jaxgan.data import Data
 from jaxgan.gan import clusters
 from jaxgan.tasks.gan import GANTask, make_task
@@ -128,12 +128,12 @@ def test_a_run_resumes_bitwise_writes_cluster_rows_and_evaluates(tmp_path):
   assert png.shape == (2 * (K * 18 + 2), 2 * (4 * 18 + 2))
   # Restored like any unconditional run: samples without labels.
   run_dir = str(tmp_path / "straight")
-  _, _, task, state, step = evaluation.restore_run(run_dir, make_task)
-  assert step == 4
-  images = evaluation.generate(task, state, 10, seed=0)
+  run = runs.restore(run_dir)
+  assert run.step == 4 and run.kind == "gan"
+  images = evaluation.generate(run.task, run.state, 10, seed=0)
   assert images.shape == (10, 16, 16, 1) and np.all(np.abs(images) <= 1)
   with pytest.raises(ValueError, match="self-conditioned on clusters"):
-    evaluation.sample_classes(run_dir, [0, 1])
+    evaluation.sample_classes(run, [0, 1])
 
 
 @pytest.mark.parametrize("overrides, message", [

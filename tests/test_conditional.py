@@ -15,7 +15,7 @@ from experiments import classifier as classifier_experiment
 from experiments import gan as gan_experiment
 from experiments.configs import classifier as classifier_configs
 from experiments.configs import gan as gan_configs
-from jaxgan import evaluation, metrics
+from jaxgan import evaluation, metrics, runs
 from jaxgan.models.conditioning import ConditionalBatchNorm
 from jaxgan.models.dcgan import make_dcgan
 from jaxgan.models.sngan import avg_pool, make_sngan, upsample
@@ -268,14 +268,15 @@ def conditional_runs(tmp_path_factory):
 
 def test_evaluation_reports_intra_fid_and_class_accuracy(conditional_runs):
   gan_dir, clf_dir, _ = conditional_runs
-  extractor = evaluation.ClassifierExtractor(clf_dir)
-  result = evaluation.evaluate_generator(gan_dir, extractor, split="test[:100]")
+  extractor = runs.extractor(f"classifier:{clf_dir}")
+  gan = runs.restore(gan_dir)
+  result = evaluation.evaluate_generator(gan, extractor, split="test[:100]")
   assert np.isfinite(result["intra_fid"]) and len(result["intra_fid_per_class"]) == K
   assert 0 <= result["class_accuracy"] <= 1
   real_acc = result["protocol"]["real_class_accuracy"]
   assert real_acc > 0.3  # the classifier trained 30 steps knows the real digits
   # Real images standing in for the samples: class accuracy is the real accuracy.
-  baseline = evaluation.evaluate_generator(gan_dir, extractor, split="test[:100]",
+  baseline = evaluation.evaluate_generator(gan, extractor, split="test[:100]",
                                            baseline_split="test[100:200]")
   want = metrics.class_accuracy(
       *_probs_and_labels(extractor, gan_dir, "test[100:200]"))
@@ -284,19 +285,19 @@ def test_evaluation_reports_intra_fid_and_class_accuracy(conditional_runs):
 
 def _probs_and_labels(extractor, run_dir, split):
   from jaxgan.data import Data
-  images, labels = Data(evaluation.load_run_config(run_dir)).first_images(split,
-                                                                          with_labels=True)
+  images, labels = Data(runs.load_config(run_dir)).first_images(split, with_labels=True)
   return extractor(images)[1], labels
 
 
 def test_sample_classes_draws_the_asked_classes(conditional_runs):
   gan_dir, _, _ = conditional_runs
   labels = np.array([3, 3, 7, 0])
-  a = evaluation.sample_classes(gan_dir, labels, seed=5)
-  b = evaluation.sample_classes(gan_dir, labels, seed=5)
+  gan = runs.restore(gan_dir, expect="gan")
+  a = evaluation.sample_classes(gan, labels, seed=5)
+  b = evaluation.sample_classes(gan, labels, seed=5)
   assert a.shape == (4, 16, 16, 1) and np.array_equal(a, b)
   # The label is an input of the generator: the same z under another class differs.
-  c = evaluation.sample_classes(gan_dir, np.array([4, 3, 7, 0]), seed=5)
+  c = evaluation.sample_classes(gan, np.array([4, 3, 7, 0]), seed=5)
   assert not np.allclose(a[0], c[0]) and np.allclose(a[1:], c[1:], atol=1e-6)
 
 
@@ -310,24 +311,23 @@ def test_classifier_on_generated_data_and_the_cas(conditional_runs, tmp_path):
   straight = assert_resumes_bitwise(classifier_experiment.train_and_evaluate, cas,
                                     str(tmp_path))
   # The generator rides along in the state, untouched by training.
-  _, _, _, gan_state, _ = evaluation.restore_run(
-      gan_dir, lambda c, d: GANTask(c, d.info.image_shape, d.info.num_classes))
-  for a, b in zip(jax.tree.leaves(jax.device_get(gan_state.g_ema)),
+  gan = runs.restore(gan_dir)
+  for a, b in zip(jax.tree.leaves(jax.device_get(gan.state.g_ema)),
                   jax.tree.leaves(jax.device_get(straight.state.generator))):
     np.testing.assert_array_equal(a, b)
-  result = evaluation.classification_accuracy_score(gan_dir, str(tmp_path / "straight"),
-                                                    clf_dir, split="test[:64]")
+  result = evaluation.classification_accuracy_score(
+      gan, runs.classifier_run(str(tmp_path / "straight")), runs.classifier_run(clf_dir),
+      split="test[:64]")
   assert 0 <= result["cas"] <= 1 and result["cas_real_accuracy"] > 0.3
   with pytest.raises(ValueError, match="was not trained on this run's samples"):
-    evaluation.classification_accuracy_score(gan_dir, clf_dir)
+    evaluation.classification_accuracy_score(gan, runs.classifier_run(clf_dir))
 
 
 def test_generated_batches_mix_samples_and_real_images(conditional_runs):
-  from jaxgan.tasks.classifier import ClassifierTask
   gan_dir, _, clf = conditional_runs
   config = clf.copy_and_resolve_references()
   config.update(dict(generated_data=gan_dir, generated_fraction=0.25))
-  task = ClassifierTask(config, (16, 16, 1), K)
+  task = runs.build(config)
   state = task.init_state(jax.random.PRNGKey(0))
   batch = {"image": np.full((16, 16, 16, 1), 0.5, np.float32),
            "label": np.full(16, 9, np.int32)}
@@ -338,20 +338,26 @@ def test_generated_batches_mix_samples_and_real_images(conditional_runs):
 
 
 def test_generated_data_errors(conditional_runs, tmp_path):
-  from jaxgan.tasks.classifier import ClassifierTask
   gan_dir, _, clf = conditional_runs
   plain = str(tmp_path / "plain")
   gan_experiment.train_and_evaluate(_loop_config("dcgan", num_train_steps=1), plain)
   config = clf.copy_and_resolve_references()
   config.generated_data = plain
   with pytest.raises(ValueError, match="not a class-conditional GAN run"):
-    ClassifierTask(config, (16, 16, 1), K)
+    runs.build(config)
   config.update(dict(generated_data=gan_dir, generated_fraction=1.5))
   with pytest.raises(ValueError, match="generated_fraction must be in"):
-    ClassifierTask(config, (16, 16, 1), K)
-  config.generated_fraction = 1.0
+    runs.build(config)
+  config.update(dict(generated_fraction=1.0, image_size=28))
   with pytest.raises(ValueError, match="makes 10-class images of shape"):
-    ClassifierTask(config, (28, 28, 1), K)
+    runs.build(config)
+  config.update(dict(generated_data=clf_dir_of(conditional_runs), image_size=16))
+  with pytest.raises(ValueError, match="config.generated_data: .* is a classifier run"):
+    runs.build(config)
+
+
+def clf_dir_of(conditional_runs):
+  return conditional_runs[1]
 
 
 def test_inpainting_refuses_a_conditional_run(conditional_runs):

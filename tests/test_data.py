@@ -17,7 +17,7 @@ from conftest import requires_tf
 
 from jaxgan import sharding
 from jaxgan.data import Data, DataError, device_batches, read_idx
-from jaxgan.data import sources
+from jaxgan.data import tfds as tfds_source
 
 
 def _config(dataset, **overrides):
@@ -218,7 +218,7 @@ def test_digits_offline_dataset():
 @requires_tf
 def test_tfds_mock_data(monkeypatch, tmp_path):
   import tensorflow_datasets as tfds
-  monkeypatch.setattr(sources, "_network_available", lambda *a, **k: True)
+  monkeypatch.setattr(tfds_source, "_network_available", lambda *a, **k: True)
   with tfds.testing.mock_data(num_examples=24):
     data = Data(_config("mnist", data_dir=str(tmp_path), image_size=32, batch_size=8))
     assert data.info.image_shape == (32, 32, 1)
@@ -232,7 +232,7 @@ def test_tfds_mock_data(monkeypatch, tmp_path):
 
 
 def test_tfds_offline_fails_fast_with_remedies(monkeypatch, tmp_path):
-  monkeypatch.setattr(sources, "_network_available", lambda *a, **k: False)
+  monkeypatch.setattr(tfds_source, "_network_available", lambda *a, **k: False)
   start = time.time()
   with pytest.raises(DataError) as e:
     Data(_config("mnist", data_dir=str(tmp_path)))
@@ -281,7 +281,7 @@ def test_tensorflow_import_leaves_the_environment_as_it_was():
 @requires_tf
 def test_tfds_mock_data_through_the_indexed_pipeline(monkeypatch, tmp_path):
   import tensorflow_datasets as tfds
-  monkeypatch.setattr(sources, "_network_available", lambda *a, **k: True)
+  monkeypatch.setattr(tfds_source, "_network_available", lambda *a, **k: True)
   with tfds.testing.mock_data(num_examples=24):
     data = Data(_config("mnist", data_dir=str(tmp_path), image_size=32, batch_size=8,
                         data_pipeline="indexed"))

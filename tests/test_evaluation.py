@@ -12,6 +12,7 @@ from experiments import classifier, dcgan
 from experiments.configs.classifier import get_config as classifier_config
 from experiments.configs.dcgan import get_config as dcgan_config
 from jaxgan import evaluation
+from jaxgan import runs as run_lib
 from jaxgan.data import DataError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,10 +42,12 @@ def test_generator_scores_far_from_real_data(runs):
   """Real held-out digits score near the reference; an untrained generator
   is far away on every metric; the protocol records how."""
   clf_dir, gan_dir = runs
-  extractor = evaluation.ClassifierExtractor(clf_dir)
-  real = evaluation.evaluate_generator(gan_dir, extractor, split="train[:600]",
+  extractor = run_lib.extractor(f"classifier:{clf_dir}")
+  gan = run_lib.restore(gan_dir, expect="gan")
+  real = evaluation.evaluate_generator(gan, extractor, split="train[:600]",
                                        baseline_split="train[600:1200]")
-  init = evaluation.evaluate_generator(gan_dir, extractor, split="train[:600]", step=0)
+  init = evaluation.evaluate_generator(run_lib.restore(gan_dir, 0), extractor,
+                                       split="train[:600]")
   for r in (real, init):
     assert set(KEYS) <= set(r)
   assert real["fid"] < 0.2 * init["fid"], (real["fid"], init["fid"])
@@ -57,7 +60,9 @@ def test_generator_scores_far_from_real_data(runs):
   assert (protocol["num_real"], protocol["num_generated"], protocol["step"]) == (600, 600, 0)
   assert protocol["reference"] == "digits train[:600]"
   with pytest.raises(DataError, match="No checkpoint for step 7"):
-    evaluation.evaluate_generator(gan_dir, extractor, step=7)
+    run_lib.restore(gan_dir, 7)
+  with pytest.raises(DataError, match="is a gan run .*needs a classifier"):
+    run_lib.extractor(gan_dir)
 
 
 def test_features_are_computed_at_full_float32_precision(runs, monkeypatch):
@@ -65,7 +70,7 @@ def test_features_are_computed_at_full_float32_precision(runs, monkeypatch):
   GPUs do not fall back to TF32 in evaluation (on CPU it changes nothing)."""
   import jax
   clf_dir, _ = runs
-  extractor = evaluation.ClassifierExtractor(clf_dir)
+  extractor = run_lib.extractor(clf_dir)  # a bare run directory names a classifier run too
   seen, apply = [], extractor._apply
 
   def spy(x):
@@ -100,7 +105,7 @@ def test_cli_writes_evaluation_json_and_exports(runs, tmp_path):
   # A features directory that is not a classifier run: the error the command
   # prints (as `error: ...`, exit 1: the DataError it catches) says how to make one.
   with pytest.raises(DataError, match="python -m experiments.classifier"):
-    evaluation.make_extractor(str(tmp_path / "missing"))
+    run_lib.extractor(f"classifier:{tmp_path / 'missing'}")
 
 
 def test_training_logs_fid_and_keeps_the_best_checkpoint(runs):
@@ -123,13 +128,13 @@ def test_texture_features_of_a_classifier_run(runs):
   """classifier:RUN features: its convolutions' activations over tiles of its
   input size; real digits are nearer each other in texture than to noise."""
   from jaxgan.data import Data
-  from jaxgan.texture import features, gram
+  from jaxgan.texture import gram
   clf_dir, _ = runs
-  net = features.make_features(f"classifier:{clf_dir}")
+  net = run_lib.texture_features(f"classifier:{clf_dir}")
   assert net.layers == ("Conv_0", "Conv_1")  # the small CNN's two convolutions
   out = net(np.zeros((2, 40, 40, 3), np.float32))
   assert set(out) == set(net.layers) and out["Conv_0"].shape[0] == 2
-  digits = Data(evaluation.load_run_config(clf_dir)).first_images("train[:200]")
+  digits = Data(run_lib.load_config(clf_dir)).first_images("train[:200]")
   digits = np.repeat((digits + 1.0) / 2.0, 3, axis=-1)
   noise = np.random.default_rng(0).uniform(0, 1, digits[:100].shape).astype(np.float32)
   near = gram.texture_distance(net, digits[:100], digits[100:])
@@ -151,7 +156,7 @@ def test_inpaint_command_writes_metrics_for_the_model_and_baselines(runs):
       "classifier_accuracy"]
   for path in r["written"]:
     assert os.path.exists(path)
-  with pytest.raises(ValueError, match="neither a GAN nor a VAE run"):
+  with pytest.raises(ValueError, match="is a classifier run .*needs a gan .* or vae"):
     inpaint.inpaint(clf_dir)
 
 

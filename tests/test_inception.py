@@ -210,10 +210,10 @@ def test_matches_pytorch_and_reads_torch_files(shapes, tmp_path):
 
 def test_inception_extractor(shapes, tmp_path):
   import hashlib
-  from jaxgan import evaluation
+  from jaxgan import evaluation, runs
   path = str(tmp_path / "w.npz")
   np.savez(path, **random_state_dict(shapes, seed=2))
-  extractor = evaluation.make_extractor("inception:" + path)
+  extractor = runs.extractor("inception:" + path)
   assert isinstance(extractor, evaluation.InceptionExtractor)
   assert extractor.protocol["extractor_checkpoint_sha256"] == hashlib.sha256(
       open(path, "rb").read()).hexdigest()
@@ -242,7 +242,7 @@ def test_clean_resize_antialiases_where_pytorch_fid_aliases(shapes, tmp_path):
   """Shrinking a one-pixel checkerboard 3x: clean-fid's bicubic filter
   averages it to grey; pytorch-fid's bilinear resize samples single pixels.
   The protocol names the resize, and the features differ."""
-  from jaxgan import evaluation
+  from jaxgan import evaluation, runs
   from jaxgan.evaluation.extractors import clean_resize
   board = (np.indices((897, 897)).sum(0) % 2 * 2.0 - 1.0)[None, :, :, None]
   clean = clean_resize(board)
@@ -251,8 +251,8 @@ def test_clean_resize_antialiases_where_pytorch_fid_aliases(shapes, tmp_path):
   assert np.abs(clean[0, 5:-5, 5:-5]).max() < 0.05 and np.abs(bilinear).min() > 0.9
   path = str(tmp_path / "w.npz")
   np.savez(path, **random_state_dict(shapes, seed=2))
-  plain = evaluation.make_extractor("inception:" + path)
-  cleaner = evaluation.make_extractor("inception-clean:" + path)
+  plain = runs.extractor("inception:" + path)
+  cleaner = runs.extractor("inception-clean:" + path)
   assert cleaner.resize == "clean" and "clean-fid" in cleaner.protocol["resize"]
   images = np.random.default_rng(0).uniform(-1, 1, (2, 28, 28, 1)).astype(np.float32)
   assert not np.allclose(plain(images)[0], cleaner(images)[0])

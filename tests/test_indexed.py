@@ -220,17 +220,17 @@ def test_bad_values_are_clear_errors(tmp_path, monkeypatch):
 
 def test_folder_images_are_fitted_with_one_compiled_resize(tmp_path):
   from PIL import Image
-  from jaxgan.data import sources
+  from jaxgan.data import folder, resize
   rng = np.random.default_rng(0)
   x = rng.integers(0, 256, (12, 41, 37), dtype=np.uint8)  # a size no other test uses
   for i, image in enumerate(x):
     (tmp_path / "train" / str(i % 2)).mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(tmp_path / "train" / str(i % 2) / f"{i:02d}.png")
-  before = sources._resize._cache_size()
-  images, labels = sources.load_folder(str(tmp_path)).fitted("train", 28)
-  assert sources._resize._cache_size() - before == 1  # one compilation, not one per image
+  before = resize._resize._cache_size()
+  images, labels = folder.load_folder(str(tmp_path)).fitted("train", 28)
+  assert resize._resize._cache_size() - before == 1  # one compilation, not one per image
   order = [i for c in (0, 1) for i in range(12) if i % 2 == c]  # class 0's files first
-  np.testing.assert_array_equal(images, sources.fit_images(x[order, :, :, None], 28))
+  np.testing.assert_array_equal(images, resize.center_crop_resize(x[order, :, :, None], 28))
   np.testing.assert_array_equal(labels, [0] * 6 + [1] * 6)
 
 

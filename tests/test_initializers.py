@@ -10,9 +10,9 @@ import pytest
 
 from jaxgan import flat_random
 from jaxgan.models import initializers
-from jaxgan.models.classifiers import make_classifier
+from jaxgan.models.registry import make_classifier
 from jaxgan.models.dcgan import make_dcgan
-from jaxgan.models.vae import make_vae
+from jaxgan.models.registry import make_vae
 
 J = jax.nn.initializers
 

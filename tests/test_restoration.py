@@ -9,7 +9,7 @@ import skimage.metrics as skm
 
 from conftest import TINY_DCGAN
 from experiments.configs import gan as gan_configs
-from jaxgan.restoration import inpainting, masks, metrics
+from jaxgan.restoration import inpainting, masks, quality
 from jaxgan.tasks.gan import GANTask
 
 
@@ -24,11 +24,11 @@ def test_psnr_and_ssim_equal_scikit_image(shape):
   x, y = _pairs(shape)
   ch = {} if shape[-1] == 1 else {"channel_axis": -1}
   sq = (lambda a: a[..., 0]) if shape[-1] == 1 else (lambda a: a)
-  np.testing.assert_allclose(metrics.psnr(x, y), [skm.peak_signal_noise_ratio(a, b, data_range=1)
+  np.testing.assert_allclose(quality.psnr(x, y), [skm.peak_signal_noise_ratio(a, b, data_range=1)
                                                   for a, b in zip(x, y)], rtol=1e-5)
-  np.testing.assert_allclose(metrics.ssim(x, y), [skm.structural_similarity(
+  np.testing.assert_allclose(quality.ssim(x, y), [skm.structural_similarity(
       sq(a), sq(b), data_range=1, **ch) for a, b in zip(x, y)], rtol=1e-5)
-  np.testing.assert_allclose(metrics.ssim(x, y, gaussian=True), [skm.structural_similarity(
+  np.testing.assert_allclose(quality.ssim(x, y, gaussian=True), [skm.structural_similarity(
       sq(a), sq(b), data_range=1, gaussian_weights=True, sigma=1.5,
       use_sample_covariance=False, **ch) for a, b in zip(x, y)], rtol=1e-5)
 
@@ -38,11 +38,11 @@ def test_region_metrics_average_over_the_region_only():
   region = np.zeros((2, 28, 28), np.float32)
   region[:, 7:21, 7:21] = 1
   mse = ((x - y)[:, 7:21, 7:21] ** 2).mean(axis=(1, 2, 3))
-  np.testing.assert_allclose(metrics.psnr(x, y, region=region), 10 * np.log10(1 / mse),
+  np.testing.assert_allclose(quality.psnr(x, y, region=region), 10 * np.log10(1 / mse),
                              rtol=1e-5)
   full = [skm.structural_similarity(a[..., 0], b[..., 0], data_range=1, full=True)[1]
           for a, b in zip(x, y)]
-  np.testing.assert_allclose(metrics.ssim(x, y, region=region),
+  np.testing.assert_allclose(quality.ssim(x, y, region=region),
                              [s[7:21, 7:21].mean() for s in full], rtol=1e-5)
 
 

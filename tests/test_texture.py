@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from experiments import style_transfer, texture, texture_analysis
-from jaxgan.texture import analysis, features, gram, images, synthesis
+from jaxgan.texture import analysis, features, gram, image_files, synthesis
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,8 +55,8 @@ def test_synthesis_lowers_the_loss_without_copying_the_source(tmp_path):
   for name in ("source.png", "texture.png", "snapshots/step_00015.png",
                "snapshots/step_00030.png", "settings.json"):
     assert os.path.exists(os.path.join(workdir, name)), name
-  result = images.load_image(os.path.join(workdir, "texture.png"))
-  source = images.load_image(os.path.join(workdir, "source.png"))
+  result = image_files.load_image(os.path.join(workdir, "texture.png"))
+  source = image_files.load_image(os.path.join(workdir, "source.png"))
   # Not a copy: no alignment of the result matches the source as the source
   # matches itself (correlation 1).
   assert _best_alignment_correlation(source, source) > 0.999
@@ -65,7 +65,7 @@ def test_synthesis_lowers_the_loss_without_copying_the_source(tmp_path):
 
 def test_same_seed_same_texture():
   net = features.RandomFeatures()
-  src = jnp.asarray(images.load_image("skimage:gravel", 32)[None])
+  src = jnp.asarray(image_files.load_image("skimage:gravel", 32)[None])
   objective = synthesis.texture_objective(net, src, net.layers)
   run = lambda seed: np.asarray(synthesis.optimize(
       objective, synthesis.noise_image(jax.random.PRNGKey(seed), src.shape), 3, "adam"))
@@ -104,14 +104,14 @@ def test_region_patches_do_not_overlap_between_train_and_test():
 
 
 def test_bad_inputs_are_clear_errors(tmp_path):
-  with pytest.raises(images.ImageError, match="Image not found: 'missing.png'"):
-    images.load_image("missing.png")
+  with pytest.raises(image_files.ImageError, match="Image not found: 'missing.png'"):
+    image_files.load_image("missing.png")
   bad = tmp_path / "bad.png"
   bad.write_bytes(b"not a png")
-  with pytest.raises(images.ImageError, match="Cannot read .*bad.png"):
-    images.load_image(str(bad))
-  with pytest.raises(images.ImageError, match="Unknown scikit-image image 'bricks'"):
-    images.load_image("skimage:bricks")
+  with pytest.raises(image_files.ImageError, match="Cannot read .*bad.png"):
+    image_files.load_image(str(bad))
+  with pytest.raises(image_files.ImageError, match="Unknown scikit-image image 'bricks'"):
+    image_files.load_image("skimage:bricks")
   with pytest.raises(ValueError, match="Unknown layer.*scale_4.*scale_3, scale_5"):
     texture.synthesize("skimage:brick", str(tmp_path / "t"), layers=["scale_4"], size=32,
                        steps=1)
@@ -119,9 +119,9 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     features.make_features("resnet")
   with pytest.raises(ValueError, match="smaller than the largest random filter"):
     texture.synthesize("skimage:brick", str(tmp_path / "t"), size=16, steps=1)
-  with pytest.raises(images.ImageError, match="needs at least 2"):
+  with pytest.raises(image_files.ImageError, match="needs at least 2"):
     (tmp_path / "one").mkdir()
-    images.save_image(np.zeros((8, 8, 3)), str(tmp_path / "one" / "a.png"))
+    image_files.save_image(np.zeros((8, 8, 3)), str(tmp_path / "one" / "a.png"))
     texture_analysis.analyze(str(tmp_path / "a"), data=str(tmp_path / "one"))
   proc = subprocess.run([sys.executable, "-m", "experiments.texture", "--image=missing.png",
                          f"--workdir={tmp_path / 'cli'}"], cwd=REPO, capture_output=True,

@@ -10,7 +10,8 @@ from scipy import stats
 
 from experiments.configs.vae import get_config
 from jaxgan import likelihoods, sharding
-from jaxgan.models.vae import conv_plan, make_vae
+from jaxgan.models.registry import make_vae
+from jaxgan.models.vae import conv_plan
 from jaxgan.tasks import vae as vae_task
 from jaxgan.tasks.vae import VAETask
 

@@ -135,9 +135,9 @@ def test_bad_weights_are_clear_errors(tmp_path, monkeypatch):
 
 def test_recognize_prints_top_classes(vgg16_h5, tmp_path):
   from experiments import recognize
-  from jaxgan.texture import images
+  from jaxgan.texture import image_files
   _, path = vgg16_h5
-  photo = images.save_image(images.load_image("skimage:chelsea"), str(tmp_path / "cat.png"))
+  photo = image_files.save_image(image_files.load_image("skimage:chelsea"), str(tmp_path / "cat.png"))
   (result,) = recognize.recognize([photo], "vgg16", path, top=5)
   assert result[0] == photo and len(result[1]) == 5
   probs = [p for _, p in result[1]]
@@ -147,13 +147,13 @@ def test_recognize_prints_top_classes(vgg16_h5, tmp_path):
   assert len(names) == 1000 and names[281] == "tabby" and names[999] == "toilet_tissue"
   broken = tmp_path / "broken.jpg"
   broken.write_bytes(b"\xff\xd8 not really a jpeg")
-  with pytest.raises(images.ImageError, match="Cannot read .*broken.jpg' as an image"):
+  with pytest.raises(image_files.ImageError, match="Cannot read .*broken.jpg' as an image"):
     recognize.recognize([photo, str(broken)], "vgg16", path)
 
 
 def test_recognize_without_weights_says_where_to_get_them(tmp_path):
-  from jaxgan.texture import images
-  photo = images.save_image(np.zeros((8, 8, 3)), str(tmp_path / "x.png"))
+  from jaxgan.texture import image_files
+  photo = image_files.save_image(np.zeros((8, 8, 3)), str(tmp_path / "x.png"))
   proc = subprocess.run([sys.executable, "-m", "experiments.recognize", photo],
                         cwd=REPO, capture_output=True, text=True, timeout=120,
                         env=dict(os.environ, HOME=str(tmp_path)))

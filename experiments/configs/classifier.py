@@ -12,11 +12,11 @@ precision, recall and F1; eval/ holds per-class reports and confusion matrices.
 
 import ml_collections
 
-from experiments.configs.data import data_config
+from experiments.configs.common import base_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = data_config()  # dataset, splits, image_size, ... (configs/data.py)
+  config = base_config("classifier")  # task, data and run-directory fields (configs/common.py)
 
   # Augmentation in the input pipeline: random shifts of up to this many
   # pixels (crop of the zero-padded image), and random horizontal flips.
@@ -39,17 +39,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay = 0.0  # decoupled (adamw) or added to the gradient (sgd)
   config.schedule = "cosine"
   config.warmup_steps = 0
-  config.batch_size = 128  # Global, over all devices and processes.
   config.num_train_steps = 2000
-  config.seed = 0
 
-  # Run directory.
-  config.log_every_steps = 100
-  config.eval_every_steps = 500  # also at the last step; 0 disables
-  config.checkpoint_every_steps = 1000
-  config.keep_checkpoints = 3
-  config.best_metric = "eval_accuracy"  # kept in best/
+  # Run directory (classifiers write no samples).
+  config.eval_every_steps = 500
+  config.best_metric = "eval_accuracy"
   config.best_mode = "max"
-  config.sample_every_steps = 1000  # classifiers write no samples (the loop's contract field)
 
   return config

@@ -50,12 +50,12 @@ samples and evaluation. Any field overrides on the command line.
 
 import ml_collections
 
-from experiments.configs.data import data_config
+from experiments.configs.common import base_config
 
 
 def base() -> ml_collections.ConfigDict:
   """Every field with its default (the dcgan preset)."""
-  config = data_config()  # dataset, splits, image_size, ... (configs/data.py)
+  config = base_config("gan")  # task, data and run-directory fields (configs/common.py)
   config.preset = "dcgan"
 
   # Model: "dcgan" (image_size picks the architecture: 28 is the seeds'
@@ -93,7 +93,6 @@ def base() -> ml_collections.ConfigDict:
   config.diffaugment = ""  # DiffAugment policy: comma-separated color,translation,cutout.
 
   # Optimisation: Adam for each network (separate rates and betas: TTUR).
-  config.batch_size = 128  # Global, over all devices and processes.
   config.num_train_steps = 3000
   config.n_critic = 1  # D updates per G update, each on a fresh real batch.
   config.g_learning_rate = 2e-4
@@ -102,7 +101,6 @@ def base() -> ml_collections.ConfigDict:
   config.g_beta2 = 0.999
   config.d_beta1 = 0.5
   config.d_beta2 = 0.999
-  config.seed = 0
   # Sample grids and evaluation use an exponential moving average of the
   # generator (weights and BatchNorm statistics; Yazici et al. 2019); 0
   # disables it.
@@ -112,8 +110,7 @@ def base() -> ml_collections.ConfigDict:
   config.log_every_steps = 50
   config.sample_every_steps = 250
   config.checkpoint_every_steps = 500
-  config.keep_checkpoints = 3
-  config.eval_every_steps = 1000  # The objective on eval_split; 0 disables.
+  config.eval_every_steps = 1000  # The objective on eval_split.
   config.num_sample_images = 64
   # FID and KID against eval_split at every evaluation, in the features of a
   # classifier run (python -m experiments.classifier on the same dataset) or
@@ -123,7 +120,6 @@ def base() -> ml_collections.ConfigDict:
   config.fid_features = ml_collections.config_dict.placeholder(str)
   config.num_eval_samples = 1000
   config.best_metric = "eval_fid"
-  config.best_mode = "min"
   return config
 
 

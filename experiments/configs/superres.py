@@ -10,11 +10,11 @@ eval_ssim_bicubic bicubic up-sampling's, on eval_split (images in [0, 1]).
 
 import ml_collections
 
-from experiments.configs.data import data_config
+from experiments.configs.common import base_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = data_config()  # dataset, splits, image_size, ... (configs/data.py)
+  config = base_config("superres")  # task, data and run-directory fields (configs/common.py)
 
   config.scale = 4  # 2, 4 or 8; must divide image_size
   config.features = 64
@@ -24,9 +24,11 @@ def get_config() -> ml_collections.ConfigDict:
   # SR vs HR images, weighted by perceptual_weight (0 disables).
   config.perceptual_classifier = ml_collections.config_dict.placeholder(str)
   config.perceptual_weight = 0.0
-  # Adversarial loss (SRGAN): the generator loss of gan_loss against a DCGAN
-  # discriminator trained alongside (Adam(d_learning_rate, 0.5)); 0 disables.
+  # Adversarial loss (SRGAN): the generator loss of gan_loss against the
+  # discriminator of a GAN architecture (jaxgan/models/registry.py) trained
+  # alongside (Adam(d_learning_rate, 0.5)); 0 disables.
   config.adversarial_weight = 0.0
+  config.discriminator = "dcgan"
   config.gan_loss = "ns"
   config.d_learning_rate = 1e-4
   # A classifier run (experiments.classifier on the same dataset): its
@@ -36,13 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_size = 64
   config.num_train_steps = 5000
   config.learning_rate = 1e-3  # Adam, constant
-  config.seed = 0
 
-  config.log_every_steps = 100
-  config.sample_every_steps = 1000
-  config.checkpoint_every_steps = 1000
-  config.keep_checkpoints = 3
-  config.eval_every_steps = 1000
   config.best_metric = "eval_psnr"
   config.best_mode = "max"
   return config

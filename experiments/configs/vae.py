@@ -12,11 +12,11 @@ dimension too for the discretized likelihoods.
 
 import ml_collections
 
-from experiments.configs.data import data_config
+from experiments.configs.common import base_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = data_config()  # dataset, splits, image_size, ... (configs/data.py)
+  config = base_config("vae")  # task, data and run-directory fields (configs/common.py)
 
   # Model: 'conv' (28x28, 14x14 or 4 * 2**k images) or 'mlp' (the seeds' 784-256-256-z).
   config.model = "conv"
@@ -33,20 +33,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.kl_warmup_steps = 0  # ramp the KL weight from 0 to beta over these steps
 
   # Optimisation.
-  config.batch_size = 128  # Global, over all devices and processes.
   config.num_train_steps = 20_000
   config.learning_rate = 1e-3
-  config.seed = 0
 
   # Evaluation: -log p(x) by importance sampling with this many samples per image.
   config.num_importance_samples = 1000
-  config.eval_every_steps = 5000  # 0 disables; the last step is always evaluated
+  config.eval_every_steps = 5000
 
   # Run directory.
-  config.log_every_steps = 100
-  config.sample_every_steps = 1000
-  config.checkpoint_every_steps = 1000
-  config.keep_checkpoints = 3
   config.best_metric = "eval_nll"  # the checkpoint with the best held-out -log p(x), in best/
   config.best_mode = "min"
   config.num_sample_images = 64

@@ -1,7 +1,12 @@
-"""Input pipelines (local files, in-memory arrays and TFDS catalog datasets)."""
+"""Input pipelines: where examples come from (`sources.py`, the registry of
+`config.dataset` forms; `arrays.py`, `folder.py`, `tfds.py`; the contract in
+`base.py`) and how they reach the devices (`pipeline.py`: `Data`; the
+indexed pipeline `indexed.py`; the tf.data one `tfdata.py`)."""
 
+from jaxgan.data.arrays import read_idx, register_arrays
+from jaxgan.data.base import DataError, DataSource
 from jaxgan.data.pipeline import Data, DatasetInfo, device_batches
-from jaxgan.data.sources import DataError, get_source, read_idx, register_arrays
+from jaxgan.data.sources import SOURCES, get_source
 
-__all__ = ["Data", "DataError", "DatasetInfo", "device_batches", "get_source", "read_idx",
-           "register_arrays"]
+__all__ = ["SOURCES", "Data", "DataError", "DataSource", "DatasetInfo", "device_batches",
+           "get_source", "read_idx", "register_arrays"]

@@ -29,7 +29,7 @@ import numpy as np
 
 from jaxgan import sharding
 from jaxgan.data.prefetch import prefetched
-from jaxgan.data.sources import DataError
+from jaxgan.data.base import DataError
 
 # "auto" puts a split on the devices when it takes at most this much (uint8).
 AUTO_DEVICE_BYTES = 1 << 30

@@ -27,7 +27,9 @@ import numpy as np
 from jaxgan import provenance, sharding
 from jaxgan.data import indexed
 from jaxgan.data.prefetch import prefetched
-from jaxgan.data.sources import DataError, get_source, tensorflow_available
+from jaxgan.data.base import DataError
+from jaxgan.data.sources import get_source
+from jaxgan.data.tfds import tensorflow_available
 
 PIPELINES = ("indexed", "tfdata")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from jaxgan.data.sources import DataError
+from jaxgan.data.base import DataError
 from jaxgan.data.tf import tf
 
 
@@ -75,9 +75,9 @@ def train_dataset(data, local_batch: int, start_batch: int = 0,
                     f"examples, fewer than its batch of {local_batch}; use a larger split "
                     "or a smaller --config.batch_size.")
   ds = data.source.examples(cfg.train_split, p, n_proc)
-  if cfg.get("cache_data", True):
+  if cfg.cache_data:
     ds = ds.cache()
-  buffer = max(1, min(shard_size, cfg.get("shuffle_buffer", 10_000)))
+  buffer = max(1, min(shard_size, cfg.shuffle_buffer))
   seed = int(np.random.SeedSequence([cfg.seed, p]).generate_state(1)[0])
   ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
   # Resuming: the stream is a pure function of the seed, so skipping the

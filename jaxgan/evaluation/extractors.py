@@ -2,12 +2,12 @@
 probabilities [N, K]), with a `protocol` dict that describes them.
 
 `ClassifierExtractor`: a classifier trained by `experiments.classifier` on
-the same dataset (penultimate layer, softmax), restored from its run
-directory; works offline. `InceptionExtractor`: the standard FID network
+the same dataset (penultimate layer, softmax), from its restored run (a
+`jaxgan.runs.Run`); works offline. `InceptionExtractor`: the standard FID network
 (pool3, 2048-d) with weights from a local file, with pytorch-fid's resize to
 299x299 (bilinear, no antialiasing; "inception") or clean-fid's ("clean":
 PIL bicubic with antialiasing, per channel in float; Parmar et al. 2022,
-"inception-clean"). `make_extractor(spec)` picks one by name.
+"inception-clean"). `jaxgan.runs.extractor(spec)` picks one by name.
 
 Features are computed with full float32 matmuls and convolutions on every
 platform (see `_in_batches`).
@@ -16,17 +16,16 @@ platform (see `_in_batches`).
 from __future__ import annotations
 
 import hashlib
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
-from jaxgan.data import DataError
-from jaxgan.evaluation.runs import checkpoint_hash, restore_run
+from jaxgan.models import inception
 
 
-def fit_images(images: np.ndarray, shape: tuple[int, int, int]) -> jax.Array:
+def resize_for_extractor(images: np.ndarray, shape: tuple[int, int, int]) -> jax.Array:
   """Images [N, H, W, C] in [-1, 1] -> `shape` (bilinear resize; grey to RGB
   by repetition, RGB to grey by averaging)."""
   x = jnp.asarray(images, jnp.float32)
@@ -39,25 +38,18 @@ def fit_images(images: np.ndarray, shape: tuple[int, int, int]) -> jax.Array:
 
 
 class ClassifierExtractor:
-  """Penultimate-layer features and softmax of an `experiments.classifier` run."""
+  """Penultimate-layer features and softmax of an `experiments.classifier`
+  run (a `jaxgan.runs.Run`: `jaxgan.runs.classifier_run(RUN_DIR)`)."""
 
-  def __init__(self, run_dir: str, step: int | None = None, batch_size: int = 500):
-    from jaxgan.tasks.classifier import ClassifierTask
-    run_dir = os.path.abspath(run_dir)
-    make = lambda cfg, data: ClassifierTask(cfg, data.info.image_shape, data.info.num_classes)
-    try:
-      config, _, task, state, step = restore_run(run_dir, make, step)
-    except DataError as e:
-      raise DataError(f"Cannot load the feature classifier: {e} Train one on the same "
-                      "dataset with: python -m experiments.classifier --workdir "
-                      f"{run_dir} --config.dataset=...") from None
+  def __init__(self, run, batch_size: int = 500):
+    config, task, state, step = run.config, run.task, run.state, run.step
     self.image_shape = task.image_shape
     self.batch_size = batch_size
     self.protocol = {
         "extractor": f"classifier:{config.model}",
-        "extractor_run": run_dir,
+        "extractor_run": run.dir,
         "extractor_step": step,
-        "extractor_checkpoint_sha256": checkpoint_hash(run_dir, step),
+        "extractor_checkpoint_sha256": run.checkpoint_sha256(),
         "extractor_dataset": config.dataset,
         "features": "penultimate layer",
         "resize": f"bilinear to {self.image_shape[0]}x{self.image_shape[1]}",
@@ -66,7 +58,7 @@ class ClassifierExtractor:
     self._apply = jax.jit(lambda x: _features_and_probs(task, state, x))
 
   def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return _in_batches(lambda x: self._apply(fit_images(x, self.image_shape)), images,
+    return _in_batches(lambda x: self._apply(resize_for_extractor(x, self.image_shape)), images,
                        self.batch_size)
 
 
@@ -77,7 +69,6 @@ def clean_resize(images: np.ndarray, size: int = 299) -> np.ndarray:
   shrinking) and clipped to [0, 255]; grey repeated to RGB. Like clean-fid's
   generator path the values are not quantised first (8-bit real images are
   exact either way)."""
-  from PIL import Image
   pixels = (np.asarray(images, np.float32) + 1.0) * 127.5
   if pixels.shape[-1] == 1:
     pixels = np.repeat(pixels, 3, axis=-1)
@@ -88,6 +79,9 @@ def clean_resize(images: np.ndarray, size: int = 299) -> np.ndarray:
       out[i, ..., c] = np.asarray(channel.resize((size, size), resample=Image.BICUBIC))
   return np.clip(out, 0.0, 255.0) / 127.5 - 1.0
 
+
+# The names of the Inception extractors (`jaxgan.runs.extractor`) -> their resize.
+INCEPTION_RESIZES = {"inception": "pytorch-fid", "inception-clean": "clean"}
 
 RESIZES = {"pytorch-fid": "bilinear (half-pixel centres, no antialiasing) to 299x299; grey "
                           "repeated to RGB",
@@ -103,7 +97,6 @@ class InceptionExtractor:
 
   def __init__(self, weights: str | None = None, batch_size: int = 50,
                resize: str = "pytorch-fid"):
-    from jaxgan.models import inception
     if resize not in RESIZES:
       raise ValueError(f"Unknown resize {resize!r}; use one of {', '.join(RESIZES)}.")
     self.resize = resize
@@ -146,17 +139,6 @@ def _in_batches(apply, images: np.ndarray, batch_size: int) -> tuple[np.ndarray,
 def _inception_outputs(model, variables, x):
   pool3, logits = model.apply(variables, x)
   return pool3, jax.nn.softmax(logits)
-
-
-def make_extractor(spec: str):
-  """"inception" (weights at the default path), "inception:PATH" (pytorch-fid's
-  resize), "inception-clean[:PATH]" (clean-fid's resize), or the run
-  directory of an `experiments.classifier` run."""
-  name, _, path = spec.partition(":")
-  if name in ("inception", "inception-clean"):
-    return InceptionExtractor(path or None,
-                              resize="clean" if name == "inception-clean" else "pytorch-fid")
-  return ClassifierExtractor(spec)
 
 
 def _features_and_probs(task, state, x):

@@ -6,18 +6,22 @@ import os
 
 import jax
 import numpy as np
+from PIL import Image
 
 from jaxgan import flat_random, metrics
-from jaxgan.evaluation.runs import restore_run
+from jaxgan import images as image_lib
+from jaxgan.evaluation.extractors import ClassifierExtractor
+from jaxgan.gan.sampler import Sampler
+from jaxgan.texture import gram
 
 # Samples are drawn from fold_in(PRNGKey(seed), _SAMPLE_STREAM): apart from
 # the training keys, the same for every evaluation of a run.
 _SAMPLE_STREAM = 7_000_001
 
 
-def generate(task, state, num: int, seed: int, batch_size: int = 500,
+def generate(task: Sampler, state, num: int, seed: int, batch_size: int = 500,
              labels=None) -> np.ndarray:
-  """`num` generator samples in [-1, 1] (the averaged generator when the
+  """`num` samples of a GAN task's generator (`jaxgan.gan.sampler.Sampler`) in [-1, 1] (the averaged generator when the
   task keeps one), from a key that depends only on `seed`. A conditional
   generator draws class `labels[i]` for sample i (default: the classes in
   turn, 0, 1, ..., K-1, 0, ...)."""
@@ -39,14 +43,13 @@ def generate(task, state, num: int, seed: int, batch_size: int = 500,
   return np.concatenate(out)
 
 
-def sample_classes(run_dir: str, labels, seed: int = 0, step: int | None = None) -> np.ndarray:
+def sample_classes(run, labels, seed: int = 0) -> np.ndarray:
   """Images in [-1, 1] of the given classes (int [N]) from a conditional GAN
-  run's (averaged) generator at its latest checkpoint (or `step`); the same
-  for the same `seed`."""
-  from jaxgan.tasks.gan import make_task
-  _, _, task, state, _ = restore_run(run_dir, make_task, step)
+  run's (averaged) generator (`run`: a `jaxgan.runs.Run`, e.g.
+  `jaxgan.runs.restore(RUN_DIR, expect="gan")`); the same for the same `seed`."""
+  task, state = run.task, run.state
   if not task.num_classes:
-    raise ValueError(f"{run_dir} takes no class labels (an unconditional GAN, or one "
+    raise ValueError(f"{run.dir} takes no class labels (an unconditional GAN, or one "
                      "self-conditioned on clusters); use jaxgan.evaluation.generate for its "
                      "samples.")
   labels = np.asarray(labels)
@@ -73,19 +76,18 @@ def compare(real_features, real_probs, fake_features, fake_probs, seed: int = 0)
           "inception_score_std": inception_std}
 
 
-def evaluate_generator(run_dir: str, extractor, split: str | None = None,
-                       num_samples: int | None = None, step: int | None = None,
-                       baseline_split: str | None = None, export: str | None = None,
-                       texture_features=None) -> dict:
-  """Metrics of a GAN run's generator (latest checkpoint, `step`, or 0 for
-  the initialisation) against the real images of `split` (default: the
+def evaluate_generator(run, extractor, split: str | None = None,
+                       num_samples: int | None = None, baseline_split: str | None = None,
+                       export: str | None = None, texture_features=None) -> dict:
+  """Metrics of a GAN run's generator (`run`: a `jaxgan.runs.Run` restored at
+  the checkpoint to score, e.g. `jaxgan.runs.restore(RUN_DIR, step,
+  expect="gan")`) against the real images of `split` (default: the
   run's eval_split). With `baseline_split`, that split's real images stand in
   for the generator's samples (the scale for "as good as real data"). With
   `texture_features` (a `jaxgan.texture.features` network), also the
   per-layer texture distance of the samples' Gram statistics to the real
   images' (`texture_distance`)."""
-  from jaxgan.tasks.gan import make_task
-  config, data, task, state, step = restore_run(run_dir, make_task, step)
+  config, data, task, state, step = run.config, run.data, run.task, run.state, run.step
   split = split or config.eval_split
   real, real_labels = data.first_images(split, with_labels=True)
   conditional = bool(task.num_classes)
@@ -113,14 +115,13 @@ def evaluate_generator(run_dir: str, extractor, split: str | None = None,
                                            else "the reference's labels, in order"),
                       "real_class_accuracy": result.pop("real_class_accuracy", None)}
   if texture_features is not None:
-    from jaxgan.texture import gram
     rgb = lambda x: np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
     result["texture_distance"] = gram.texture_distance(
         texture_features, rgb((fake + 1.0) / 2.0), rgb((real + 1.0) / 2.0))
     result["texture_features"] = texture_features.spec
   result["protocol"] = {**extractor.protocol, "reference": f"{config.dataset} {split}",
                         "num_real": len(real), "num_generated": len(fake),
-                        "generated": source, "run": os.path.abspath(run_dir), "step": step,
+                        "generated": source, "run": run.dir, "step": step,
                         "knn_k": {"precision_recall": 3, "density_coverage": 5},
                         "kid": {"subsets": 100, "subset_size": kid_subset_size(len(real), len(fake)),
                                 "kernel": "(x.y/d + 1)^3"}, **extra_protocol}
@@ -142,36 +143,37 @@ def conditional_metrics(real_f, real_p, real_labels, fake_f, fake_p, fake_labels
   return out
 
 
-def classification_accuracy_score(gan_run: str, cas_run: str, real_run: str | None = None,
-                                  split: str | None = None) -> dict:
-  """The Classification Accuracy Score (Ravuri & Vinyals 2019) of a
-  conditional GAN run: the real-image accuracy on `split` (default: the GAN
-  run's eval_split) of `cas_run`, a classifier trained on the GAN's samples
-  only (`experiments.classifier --config.generated_data=GAN_RUN`), and, with
-  `real_run`, of the same classifier trained on real images, for scale."""
-  from jaxgan.evaluation.extractors import ClassifierExtractor
-  from jaxgan.evaluation.runs import load_run_config
-  from jaxgan.data import Data
-  cas_config = load_run_config(cas_run)
-  source = cas_config.get("generated_data")
-  if not source or os.path.realpath(source) != os.path.realpath(gan_run):
-    raise ValueError(f"{cas_run} was not trained on this run's samples (its "
-                     f"generated_data is {source!r}, not {gan_run!r}); train it with "
-                     f"python -m experiments.classifier --config.generated_data={gan_run}.")
+def check_cas_classifier(gan_dir: str, cas_dir: str, cas_config) -> None:
+  """Refuses a classifier run (its config) that was not trained on the GAN
+  run's samples alone."""
+  source = cas_config.generated_data
+  if not source or os.path.realpath(source) != os.path.realpath(gan_dir):
+    raise ValueError(f"{cas_dir} was not trained on this run's samples (its "
+                     f"generated_data is {source!r}, not {gan_dir!r}); train it with "
+                     f"python -m experiments.classifier --config.generated_data={gan_dir}.")
   if cas_config.generated_fraction != 1.0:
-    raise ValueError(f"{cas_run} mixed real images into its batches (generated_fraction "
+    raise ValueError(f"{cas_dir} mixed real images into its batches (generated_fraction "
                      f"{cas_config.generated_fraction}); the CAS needs a classifier trained on "
                      "samples only (generated_fraction 1.0).")
-  gan_config = load_run_config(gan_run)
-  split = split or gan_config.eval_split
-  images, labels = Data(gan_config).first_images(split, with_labels=True)
+
+
+def classification_accuracy_score(gan, cas, real=None, split: str | None = None) -> dict:
+  """The Classification Accuracy Score (Ravuri & Vinyals 2019) of a
+  conditional GAN run `gan`: the real-image accuracy on `split` (default: the
+  GAN run's eval_split) of `cas`, a classifier trained on the GAN's samples
+  only (`experiments.classifier --config.generated_data=GAN_RUN`), and, with
+  `real`, of the same classifier trained on real images, for scale (each a
+  `jaxgan.runs.Run`)."""
+  check_cas_classifier(gan.dir, cas.dir, cas.config)
+  split = split or gan.config.eval_split
+  images, labels = gan.data.first_images(split, with_labels=True)
   accuracy = lambda run: metrics.class_accuracy(ClassifierExtractor(run)(images)[1], labels)
-  result = {"cas": accuracy(cas_run)}
-  protocol = {"cas_classifier": os.path.abspath(cas_run), "cas_split": split,
-              "cas_steps": cas_config.num_train_steps, "cas_batch_size": cas_config.batch_size}
-  if real_run:
-    result["cas_real_accuracy"] = accuracy(real_run)
-    protocol["cas_real_classifier"] = os.path.abspath(real_run)
+  result = {"cas": accuracy(cas)}
+  protocol = {"cas_classifier": cas.dir, "cas_split": split,
+              "cas_steps": cas.config.num_train_steps, "cas_batch_size": cas.config.batch_size}
+  if real is not None:
+    result["cas_real_accuracy"] = accuracy(real)
+    protocol["cas_real_classifier"] = real.dir
   result["cas_protocol"] = protocol
   return result
 
@@ -179,13 +181,11 @@ def classification_accuracy_score(gan_run: str, cas_run: str, real_run: str | No
 def export_samples(images: np.ndarray, path: str) -> str:
   """`path` ending in .npz: one array `images` (uint8 [N, H, W, C]); otherwise
   a directory of PNG files 000000.png, 000001.png, ..."""
-  from jaxgan import images as image_lib
   pixels = image_lib.to_uint8(images)
   if path.endswith(".npz"):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     np.savez_compressed(path, images=pixels)
     return path
-  from PIL import Image
   os.makedirs(path, exist_ok=True)
   for i, img in enumerate(pixels):
     Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(

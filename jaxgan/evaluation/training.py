@@ -5,21 +5,24 @@ of the tasks: the loop calls each evaluator at every evaluation,
 
 from __future__ import annotations
 
+import jax
+import numpy as np
+
 from jaxgan import metrics
-from jaxgan.evaluation.extractors import make_extractor
 from jaxgan.evaluation.generators import generate, kid_subset_size
+from jaxgan.models.superres import area_downsample, bicubic_upsample
 
 
 class GeneratorFID:
   """FID and KID of `num_eval_samples` samples of the task's (averaged)
-  generator against the images of `eval_split`, in the features
-  `fid_features` names (a classifier run directory, or "inception[:WEIGHTS]").
-  The extractor is loaded at once, so a bad path fails before training; the
-  real features are computed at the first evaluation and kept."""
+  generator against the images of `eval_split`, in the features of
+  `extractor` (what `fid_features` names, `jaxgan.runs.extractor`: built
+  before training, so a bad path fails at once). The real features are
+  computed at the first evaluation and kept."""
 
-  def __init__(self, config):
+  def __init__(self, config, extractor):
     self.config = config
-    self.extractor = make_extractor(config.fid_features)
+    self.extractor = extractor
     self._reference = None
 
   def __call__(self, task, state, data) -> dict:
@@ -38,18 +41,15 @@ class SuperResolutionAccuracy:
   """A classifier's accuracy on the eval split's images up-sampled by the
   super-resolution task (`accuracy_sr`), by bicubic interpolation
   (`accuracy_bicubic`) and on the originals (`accuracy_hr`): how much of
-  what the classifier needs the up-sampling restores."""
+  what the classifier needs the up-sampling restores (`extractor`: the
+  `ClassifierExtractor` of `sr_classifier`)."""
 
-  def __init__(self, config):
-    from jaxgan.evaluation.extractors import ClassifierExtractor
+  def __init__(self, config, extractor):
     self.config = config
-    self.extractor = ClassifierExtractor(config.sr_classifier)
+    self.extractor = extractor
     self._reference = None
 
   def __call__(self, task, state, data) -> dict:
-    import jax
-    import numpy as np
-    from jaxgan.models.superres import area_downsample, bicubic_upsample
     if self._reference is None:
       self._reference = data.first_images(self.config.eval_split, with_labels=True)
     hr, labels = self._reference
@@ -61,17 +61,3 @@ class SuperResolutionAccuracy:
     accuracy = lambda x: float(np.mean(np.argmax(self.extractor(x)[1], axis=1) == labels))
     return {"accuracy_sr": accuracy(sr), "accuracy_bicubic": accuracy(bicubic),
             "accuracy_hr": accuracy(hr)}
-
-
-def training_evaluators(config) -> list:
-  """The evaluators a run's config asks for: FID/KID of a generator when
-  `fid_features` is set; a classifier's accuracy on super-resolved images
-  when `sr_classifier` is set (both need `eval_split`)."""
-  if not config.get("eval_split"):
-    return []
-  evaluators = []
-  if config.get("fid_features"):
-    evaluators.append(GeneratorFID(config))
-  if config.get("sr_classifier"):
-    evaluators.append(SuperResolutionAccuracy(config))
-  return evaluators

@@ -88,18 +88,3 @@ class ResNet(nn.Module):
     features = jnp.mean(x, axis=(1, 2))
     logits = Dense(self.num_classes)(features)
     return (logits, features) if return_features else logits
-
-
-MODELS = ("small_cnn", "lenet5", "resnet20", "resnet18")
-
-
-def make_classifier(name: str, num_classes: int) -> nn.Module:
-  if name == "small_cnn":
-    return SmallCNN(num_classes)
-  if name == "lenet5":
-    return LeNet5(num_classes)
-  if name == "resnet20":
-    return ResNet(num_classes, (3, 3, 3), (16, 32, 64))
-  if name == "resnet18":
-    return ResNet(num_classes, (2, 2, 2, 2), (64, 128, 256, 512))
-  raise ValueError(f"Unknown classifier {name!r}; use one of {', '.join(MODELS)}.")

@@ -94,6 +94,17 @@ class AuxiliaryClassifier(nn.Module):
     return dense(h).astype(jnp.float32)
 
 
+class DiscriminatorFields(nn.Module):
+  """The fields every GAN discriminator has (the contract:
+  `jaxgan.models.registry.Discriminator`); a discriminator subclasses this
+  and ends its `__call__` with `conditional_output(...)` of them."""
+  spectral_norm: bool = False  # spectral normalisation of every layer
+  num_classes: int = 0  # classes of a conditional discriminator
+  conditional: str = ""  # "", "projection" or "acgan" (CONDITIONALS)
+  dtype: jnp.dtype = jnp.float32  # activations and matmuls (parameters stay float32)
+  normalization = "none"  # "batch" | "layer" | "none": does an output mix the batch's images?
+
+
 def conditional_output(logit: jax.Array, h: jax.Array, labels: jax.Array | None, *,
                        num_classes: int, conditional: str, spectral_norm: bool, train: bool,
                        dtype=jnp.float32):

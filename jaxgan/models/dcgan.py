@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxgan.models import initializers
-from jaxgan.models.conditioning import ConditionalBatchNorm, conditional_output, spectral
+from jaxgan.models.conditioning import (ConditionalBatchNorm, DiscriminatorFields,
+                                        conditional_output, spectral)
 from jaxgan.models.initializers import Dense
 from jaxgan.models.layers import BatchNorm, Conv, ConvTranspose, Dropout
 
@@ -80,16 +81,11 @@ class MnistGenerator(nn.Module):
 NORMALIZATIONS = ("batch", "layer", "none")
 
 
-class MnistDiscriminator(nn.Module):
+class MnistDiscriminator(DiscriminatorFields):
   """images [batch, 28, 28, C] -> logits [batch] (conditional: see
   `conditional_output`). It has no normalisation layers (dropout instead)."""
   negative_slope: float = 0.3
   dropout_rate: float = 0.3
-  spectral_norm: bool = False
-  num_classes: int = 0
-  conditional: str = ""
-  dtype: jnp.dtype = jnp.float32
-  normalization = "none"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool, labels: jax.Array | None = None):
@@ -138,15 +134,11 @@ class Generator(nn.Module):
     return jnp.tanh(x.astype(jnp.float32))
 
 
-class Discriminator(nn.Module):
+class Discriminator(DiscriminatorFields):
   """Radford et al. DCGAN discriminator: [batch, size, size, C] -> logits [batch]."""
   image_size: int = 64
   base_features: int = 64  # ndf
   normalization: str = "batch"  # see NORMALIZATIONS
-  spectral_norm: bool = False
-  num_classes: int = 0
-  conditional: str = ""
-  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool, labels: jax.Array | None = None):

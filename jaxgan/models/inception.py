@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgan.torchfile import load_state_dict
+
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                + WEIGHTS_FILE)
@@ -247,6 +249,5 @@ def load_fid_variables(path: str | None = None) -> tuple[dict, str]:
     with np.load(path) as f:
       state_dict = {k: f[k] for k in f.files}
   else:
-    from jaxgan.torchfile import load_state_dict
     state_dict = load_state_dict(path)
   return variables_from_state_dict(state_dict), path

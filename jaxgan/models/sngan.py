@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxgan.models import initializers
-from jaxgan.models.conditioning import ConditionalBatchNorm, conditional_output, spectral
+from jaxgan.models.conditioning import (ConditionalBatchNorm, DiscriminatorFields,
+                                        conditional_output, spectral)
 from jaxgan.models.layers import BatchNorm, Conv
 
 _glorot = initializers.variance_scaling(1.0, "fan_avg", "uniform")
@@ -133,16 +134,12 @@ class _DBlock(nn.Module):
     return h + shortcut
 
 
-class ResNetDiscriminator(nn.Module):
+class ResNetDiscriminator(DiscriminatorFields):
   """images [B, size, size, C] -> logits [B] (conditional: see
   `conditional_output`)."""
   image_size: int = 32
   features: int = 128  # ch
   spectral_norm: bool = True
-  num_classes: int = 0
-  conditional: str = ""
-  dtype: jnp.dtype = jnp.float32
-  normalization = "none"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool, labels: jax.Array | None = None):

@@ -125,13 +125,15 @@ class VAE(nn.Module):
     return self.decode(z, train), mean, logvar, z
 
 
-def make_vae(model: str, image_shape: tuple[int, int, int], latent_dim: int,
-             out_channels: int, base_features: int = 32) -> VAE:
-  """model: 'mlp' (the seeds' MLP VAE) or 'conv'."""
-  if model == "mlp":
-    return VAE(MlpEncoder(latent_dim), MlpDecoder(tuple(image_shape), out_channels))
-  if model == "conv":
-    conv_plan(image_shape[0])  # Fail early on unsupported sizes.
-    return VAE(ConvEncoder(latent_dim, base_features),
-               ConvDecoder(tuple(image_shape), out_channels, base_features))
-  raise ValueError(f"Unknown VAE model {model!r}; use 'mlp' or 'conv'.")
+def mlp_vae(image_shape: tuple[int, int, int], latent_dim: int, out_channels: int,
+            base_features: int = 32) -> VAE:
+  """The seeds' MLP VAE (784-256-256-z); `base_features` is unused."""
+  return VAE(MlpEncoder(latent_dim), MlpDecoder(tuple(image_shape), out_channels))
+
+
+def conv_vae(image_shape: tuple[int, int, int], latent_dim: int, out_channels: int,
+             base_features: int = 32) -> VAE:
+  """The convolutional VAE (28x28, 14x14 or 4 * 2**k images)."""
+  conv_plan(image_shape[0])  # Fail early on unsupported sizes.
+  return VAE(ConvEncoder(latent_dim, base_features),
+             ConvDecoder(tuple(image_shape), out_channels, base_features))

@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgan.torchfile import load_state_dict
+
 # Convolution widths per block.
 BLOCKS = {16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
 WIDTHS = (64, 128, 256, 512, 512)
@@ -241,7 +243,6 @@ def load_vgg(depth: int = 16, path: str | None = None,
   Keras .h5 file (`resolve_weights` finds it)."""
   path, source = resolve_weights(depth, path)
   if source == "torchvision":
-    from jaxgan.torchfile import load_state_dict
     arrays = _torchvision_arrays(load_state_dict(path), depth, path)
   else:
     arrays = _keras_arrays(path, depth)

@@ -1,6 +1,6 @@
 """Image restoration with the project's generative models.
 
-- `metrics.py`: PSNR and SSIM in JAX, batched, optionally over a region
+- `quality.py`: PSNR and SSIM in JAX, batched, optionally over a region
   (checked against scikit-image).
 - `masks.py`: inpainting masks by name (center, random, left, right, top,
   bottom) or from a PNG.

@@ -29,6 +29,7 @@ import numpy as np
 import optax
 
 from jaxgan import flat_random, likelihoods
+from jaxgan.gan.sampler import Sampler
 
 
 def _masks(mask, n: int) -> jax.Array:
@@ -114,7 +115,7 @@ def latent_search(task, state, images, mask, key, *, steps: int = 1000, restarts
           np.concatenate([np.asarray(v) for v in best_loss]))
 
 
-def gan_inpaint(task, state, images, mask, key, **kwargs) -> tuple[np.ndarray, dict]:
+def gan_inpaint(task: Sampler, state, images, mask, key, **kwargs) -> tuple[np.ndarray, dict]:
   """(inpainted images, info): the known pixels pasted over G(z*)."""
   generated, _, loss = latent_search(task, state, images, mask, key, **kwargs)
   m = _masks(mask, images.shape[0])
@@ -122,7 +123,7 @@ def gan_inpaint(task, state, images, mask, key, **kwargs) -> tuple[np.ndarray, d
       "mean_final_loss": float(np.mean(loss))}
 
 
-def invert(task, state, images, key, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+def invert(task: Sampler, state, images, key, **kwargs) -> tuple[np.ndarray, np.ndarray]:
   """GAN inversion: (G(z*), z*) closest in L1 to `images` (plus the
   perceptual term). Interpolating two inverted z's interpolates between two
   real images through the GAN."""

@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgan import images
-from jaxgan.models.classifiers import make_classifier
+from jaxgan import flat_random, images, provenance
+from jaxgan.models.registry import make_classifier
 from jaxgan.tasks.base import apply_gradients, apply_model
 
 OPTIMIZERS = ("adam", "sgd")
@@ -53,30 +53,29 @@ _GENERATED_STREAM = 2**31 - 7
 
 
 class GeneratedData:
-  """Class-conditional training images from a GAN run's generator."""
+  """Class-conditional training images from a GAN run's generator (`gan`: a
+  restored `jaxgan.runs.Run` whose task follows `jaxgan.gan.sampler.Sampler`)."""
 
-  def __init__(self, run_dir: str, fraction: float, image_shape, num_classes: int):
-    from jaxgan.evaluation.runs import load_run_config, restore_run
-    from jaxgan.tasks.gan import make_task
+  def __init__(self, gan, fraction: float, image_shape, num_classes: int):
     if not 0.0 < fraction <= 1.0:
       raise ValueError(f"config.generated_fraction must be in (0, 1] (the share of each batch "
                        f"drawn from the generator), got {fraction}.")
-    gan_config = load_run_config(run_dir)
-    if not gan_config.get("conditional") or gan_config.get("cluster_conditioning"):
-      raise ValueError(f"config.generated_data={run_dir!r} is not a class-conditional GAN run "
+    gan_config = gan.config
+    if not provenance.added_field(gan_config, "conditional") or provenance.added_field(
+        gan_config, "cluster_conditioning"):
+      raise ValueError(f"config.generated_data={gan.dir!r} is not a class-conditional GAN run "
                        "(its config has no `conditional`, or conditions on clusters, not "
                        "classes); train one with "
                        "experiments/configs/gan.py:cgan_projection (or acgan).")
-    self.run_dir, self.fraction = run_dir, fraction
-    # Restored now, outside any trace (init_state is traced by the loop).
-    _, _, self.task, state, self.step = restore_run(run_dir, make_task)
+    self.run_dir, self.fraction = gan.dir, fraction
+    self.task, self.step = gan.task, gan.step
     if self.task.image_shape != tuple(image_shape) or self.task.num_classes != num_classes:
       raise ValueError(
-          f"The GAN run {run_dir} makes {self.task.num_classes}-class images of shape "
+          f"The GAN run {gan.dir} makes {self.task.num_classes}-class images of shape "
           f"{self.task.image_shape}; this classifier's data has {num_classes} classes of "
           f"shape {tuple(image_shape)}. Use a GAN trained on the same dataset and image_size.")
     self.num_classes = num_classes
-    self._variables = jax.device_get(state.g_ema)
+    self._variables = jax.device_get(gan.state.g_ema)
 
   def variables(self):
     """The averaged generator's variables ({"params", "batch_stats"})."""
@@ -87,7 +86,6 @@ class GeneratedData:
 
   def draw(self, variables, key, n: int):
     """(images [n, H, W, C] in [-1, 1], labels [n]) from the generator."""
-    from jaxgan import flat_random
     task = self.task
     z_key, label_key = jax.random.split(key)
     labels = jax.random.randint(label_key, (n,), 0, self.num_classes, dtype=jnp.int32)
@@ -100,7 +98,7 @@ class GeneratedData:
 def make_optimizer(config) -> optax.GradientTransformation:
   """Adam or SGD with momentum, with an optional linear warm-up and a cosine
   decay to 0 over num_train_steps, and optional decoupled weight decay."""
-  steps, warmup = config.num_train_steps, config.get("warmup_steps", 0)
+  steps, warmup = config.num_train_steps, config.warmup_steps
   lr = config.learning_rate
   if config.schedule == "cosine":
     schedule = optax.warmup_cosine_decay_schedule(0.0 if warmup else lr, lr, warmup,
@@ -110,11 +108,11 @@ def make_optimizer(config) -> optax.GradientTransformation:
   else:
     raise ValueError(f"Unknown config.schedule {config.schedule!r}; use one of "
                      f"{', '.join(SCHEDULES)}.")
-  wd = config.get("weight_decay", 0.0)
+  wd = config.weight_decay
   if config.optimizer == "adam":
     return optax.adamw(schedule, weight_decay=wd) if wd else optax.adam(schedule)
   if config.optimizer == "sgd":
-    sgd = optax.sgd(schedule, momentum=config.get("momentum", 0.9), nesterov=True)
+    sgd = optax.sgd(schedule, momentum=config.momentum, nesterov=True)
     return optax.chain(optax.add_decayed_weights(wd), sgd) if wd else sgd
   raise ValueError(f"Unknown config.optimizer {config.optimizer!r}; use one of "
                    f"{', '.join(OPTIMIZERS)}.")
@@ -144,9 +142,12 @@ def classification_report(confusion: np.ndarray) -> dict:
 
 
 class ClassifierTask:
-  """Trains one of `jaxgan.models.classifiers` with softmax cross-entropy."""
+  """Trains one of `jaxgan.models.classifiers` with softmax cross-entropy
+  (`generated`: the `GeneratedData` of `config.generated_data`, built by
+  `jaxgan.runs`, or None)."""
 
-  def __init__(self, config, image_shape: tuple[int, int, int], num_classes: int):
+  def __init__(self, config, image_shape: tuple[int, int, int], num_classes: int,
+               generated: GeneratedData | None = None):
     if num_classes < 2:
       raise ValueError(f"Dataset {config.dataset!r} has {num_classes} classes; a classifier "
                        "needs labelled data with at least 2 (folder: datasets need one "
@@ -155,9 +156,7 @@ class ClassifierTask:
     self.image_shape = tuple(image_shape)
     self.num_classes = num_classes
     self.model = make_classifier(config.model, num_classes)
-    self.generated = (GeneratedData(config.generated_data, float(config.generated_fraction),
-                                    image_shape, num_classes)
-                      if config.get("generated_data") else None)
+    self.generated = generated
     self.tx = make_optimizer(config)
     self.images_per_step = config.batch_size
     self.batches_per_step = 1

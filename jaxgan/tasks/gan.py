@@ -11,7 +11,7 @@ experiments/configs/gan.py for the presets):
 - `n_critic`: discriminator updates per generator update, each on a fresh
   real batch; `g_learning_rate`, `d_learning_rate` and each network's Adam
   betas (TTUR);
-- `model`: the architecture (`MODELS`: dcgan, sngan);
+- `model`: the architecture (`jaxgan.models.registry.GAN_ARCHITECTURES`: dcgan, sngan);
 - `conditional`: "" or, on labelled data, "projection" / "acgan" (real
   images with their labels, fakes with uniform labels; ACGAN adds its class
   losses, weighted by `class_loss_weight`, to both networks' losses);
@@ -23,8 +23,8 @@ One step: `n_critic - 1` discriminator updates, each on its own real batch
 and its own fakes; then one more on the last real batch and fakes from a
 generator forward pass whose VJP is kept; then the generator update through
 the *updated* discriminator, back-propagated into G with that VJP. With
-`n_critic = 1` and no penalty or augmentation this is exactly the DCGAN step
-this project has always run (`dcgan` preset).
+`n_critic = 1` and no penalty or augmentation this is the DCGAN step of
+Radford et al. (the `dcgan` preset).
 """
 
 from __future__ import annotations
@@ -41,8 +41,7 @@ from jaxgan import flat_random, provenance
 from jaxgan.gan import clusters as clustering
 from jaxgan.gan import diffaugment, objectives, penalties
 from jaxgan.models.conditioning import check_conditioning
-from jaxgan.models.dcgan import make_dcgan
-from jaxgan.models.sngan import make_sngan
+from jaxgan.models.registry import GAN_ARCHITECTURES, make_gan
 from jaxgan.tasks.base import apply_gradients, apply_model, per_example_means
 
 # Eval latents come from fold_in(key, _EVAL_STREAM), apart from the per-step
@@ -54,10 +53,6 @@ _EVAL_STREAM = 2**32 - 1
 _AUX_STREAM = 2**31
 # Fake labels of a conditional GAN come from fold_in(aux key, _LABEL_STREAM + i).
 _LABEL_STREAM = 2**29
-
-# Architectures by name (config.model): (image_size, channels, **options) ->
-# (generator, discriminator).
-MODELS = {"dcgan": make_dcgan, "sngan": make_sngan}
 
 
 @flax.struct.dataclass
@@ -116,7 +111,9 @@ class GANTask:
   (`cluster_conditioning`; `clusters` from `jaxgan.gan.clusters.fit`, which
   `make_task` runs).
 
-  `num_classes` is the number of classes a caller passes labels for (0 when
+  Outside code uses it through `jaxgan.gan.sampler.Sampler` (sampling,
+  discriminating, the objective). `num_classes` is the number of classes a
+  caller passes labels for (0 when
   unconditional or self-conditioned); `latent_dim` the latent callers draw
   for `sample` (one more than config.latent_dim when self-conditioned: that
   coordinate picks the cluster)."""
@@ -152,7 +149,8 @@ class GANTask:
     self.num_classes = 0 if self.num_clusters else self.model_classes
     self.class_loss_weight = float(option("class_loss_weight"))
     model = option("model")
-    _check(model in MODELS, f"Unknown config.model {model!r}; use one of {', '.join(MODELS)}.")
+    _check(model in GAN_ARCHITECTURES, f"Unknown config.model {model!r}; use one of "
+           f"{', '.join(GAN_ARCHITECTURES)}.")
     self.objective = objectives.get(config.gan_loss)
     self.augment_policy = diffaugment.parse_policy(config.diffaugment)
     self.n_critic = config.n_critic
@@ -178,8 +176,8 @@ class GANTask:
     if d_normalization is None and model == "dcgan" and size != 28:  # As the papers do.
       d_normalization = ("layer" if self.gp_weight or self.r1_gamma else
                          "none" if config.spectral_norm else "batch")
-    self.generator, self.discriminator = MODELS[model](
-        size, channels, ngf=config.ngf, ndf=config.ndf, d_normalization=d_normalization,
+    self.generator, self.discriminator = make_gan(
+        model, size, channels, ngf=config.ngf, ndf=config.ndf, d_normalization=d_normalization,
         spectral_norm=config.spectral_norm, num_classes=self.model_classes,
         conditional=self.conditional, dtype=compute_dtype(config))
     _check(not (self.gp_weight or self.r1_gamma) or

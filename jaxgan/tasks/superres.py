@@ -9,10 +9,11 @@ MSE) on [-1, 1] images, optionally plus
   (Johnson et al. 2016 / SRGAN's content loss, with the project's own network
   in place of VGG);
 - `adversarial_weight` x the generator loss of a GAN objective (`gan_loss`,
-  `jaxgan.gan.objectives`) against a DCGAN discriminator of the image size
+  `jaxgan.gan.objectives`) against the discriminator of GAN architecture
+  `discriminator` (`jaxgan.models.registry`; default dcgan) for the image size
   trained alongside on HR (real) vs SR (fake) images (SRGAN, Ledig et al.
   2017). Evaluation sums PSNR and SSIM (images in [0, 1],
-`jaxgan.restoration.metrics`) of the network's output and of bicubic
+`jaxgan.restoration.quality`) of the network's output and of bicubic
 up-sampling, the baseline every super-resolution paper reports.
 """
 
@@ -27,10 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxgan import provenance
 from jaxgan.gan import objectives
-from jaxgan.models.dcgan import make_dcgan
+from jaxgan.models.registry import make_gan
 from jaxgan.models.superres import SRResNet, area_downsample, bicubic_upsample
-from jaxgan.restoration import metrics
+from jaxgan.restoration import quality
 from jaxgan.tasks.base import apply_gradients, apply_model, per_example_means
 
 LOSSES = ("l1", "mse")
@@ -48,8 +50,11 @@ class SRState:
 
 
 class SuperResolutionTask:
-  def __init__(self, config, image_shape: tuple[int, int, int], examples: np.ndarray):
-    """examples: fixed high-resolution images in [-1, 1] for the figures."""
+  def __init__(self, config, image_shape: tuple[int, int, int], examples: np.ndarray,
+               perceptual=None):
+    """examples: fixed high-resolution images in [-1, 1] for the figures;
+    perceptual: the restored `perceptual_classifier` run (a `jaxgan.runs.Run`
+    of a classifier) when `perceptual_weight` > 0."""
     size, _, channels = image_shape
     scale = config.scale
     if not isinstance(scale, int) or scale < 2 or scale & (scale - 1):
@@ -72,14 +77,15 @@ class SuperResolutionTask:
     self.perceptual_weight = float(config.perceptual_weight)
     self._features = None
     if self.perceptual_weight:
-      if not config.perceptual_classifier:
+      if perceptual is None:
         raise ValueError("config.perceptual_weight > 0 needs config.perceptual_classifier (an "
                          "experiments.classifier run directory on the same images).")
-      self._features = _classifier_features(config.perceptual_classifier, self.image_shape)
+      self._features = _classifier_features(perceptual, self.image_shape)
     self.adversarial_weight = float(config.adversarial_weight)
     if self.adversarial_weight:
       self.objective = objectives.get(config.gan_loss)
-      self.discriminator = make_dcgan(size, channels)[1]
+      self.discriminator = make_gan(provenance.added_field(config, "discriminator"), size,
+                                    channels)[1]
       self.d_tx = optax.adam(config.d_learning_rate, b1=0.5, b2=0.999)
 
   def init_state(self, key: jax.Array) -> SRState:
@@ -157,8 +163,8 @@ class SuperResolutionTask:
     target = to01(hr)
     sums = {"count": jnp.sum(mask)}
     for name, x in (("", sr), ("_bicubic", bicubic)):
-      sums[f"psnr{name}"] = jnp.sum(metrics.psnr(x, target) * mask)
-      sums[f"ssim{name}"] = jnp.sum(metrics.ssim(x, target) * mask)
+      sums[f"psnr{name}"] = jnp.sum(quality.psnr(x, target) * mask)
+      sums[f"ssim{name}"] = jnp.sum(quality.ssim(x, target) * mask)
     return sums
 
   def summarize_eval(self, totals: dict, step: int, outdir: str | None) -> dict:
@@ -177,18 +183,10 @@ class SuperResolutionTask:
     return {"strips": np.asarray(jax.device_get(self._figures(state)))}
 
 
-
-def _classifier_features(run_dir: str, image_shape) -> Callable:
-  """x in [-1, 1] -> the penultimate features of an experiments.classifier
-  run (its parameters frozen, inference mode)."""
-  from jaxgan.data import DataError
-  from jaxgan.evaluation.runs import restore_run
-  from jaxgan.tasks.classifier import ClassifierTask
-  make = lambda cfg, data: ClassifierTask(cfg, data.info.image_shape, data.info.num_classes)
-  try:
-    _, _, task, state, _ = restore_run(run_dir, make)
-  except DataError as e:
-    raise ValueError(f"config.perceptual_classifier: {e}") from None
+def _classifier_features(run, image_shape) -> Callable:
+  """x in [-1, 1] -> the penultimate features of a classifier run (its
+  parameters frozen, inference mode)."""
+  task, state = run.task, run.state
   if tuple(task.image_shape) != tuple(image_shape):
     raise ValueError(f"config.perceptual_classifier was trained on {task.image_shape} images; "
                      f"this task's are {tuple(image_shape)}.")

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 
 from jaxgan import flat_random, likelihoods
-from jaxgan.models.vae import make_vae
+from jaxgan.models.registry import make_vae
 from jaxgan.tasks.base import apply_gradients, per_example_means
 
 _EVAL_STREAM = 2**32 - 1
@@ -62,7 +62,7 @@ class VAETask:
     channels = self.image_shape[-1]
     self.model = make_vae(config.model, self.image_shape, config.latent_dim,
                           likelihoods.decoder_channels(self.likelihood, channels),
-                          config.get("base_features", 32))
+                          config.base_features)
     self.latent_dim = config.latent_dim
     self.beta = float(config.beta)
     self.kl_warmup_steps = int(config.kl_warmup_steps)

@@ -10,5 +10,7 @@
   texture distance between two sets of images.
 - `synthesis.py`: texture synthesis (Gatys et al. 2015) and style transfer
   (Gatys et al. 2016) by optimising the pixels with L-BFGS or Adam.
-- `images.py`: loading images (files or scikit-image's bundled ones).
+- `image_files.py`: loading and saving images (files or scikit-image's bundled ones).
+- `optimization.py`: what the texture commands share: optimising pixels into a
+  run directory (snapshots, result, metrics.jsonl).
 """

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from jaxgan.texture import images
+from jaxgan.texture import image_files
 
 BUNDLED = ("brick", "grass", "gravel")
 
@@ -18,9 +18,9 @@ def load_classes(data: str | None, size: int | None = None) -> dict[str, list[np
   """{class: [images [H, W, 3] in [0, 1]]} from a folder (one image or one
   subfolder of images per class), or scikit-image's brick, grass and gravel."""
   if not data:
-    return {name: [images.load_image(f"skimage:{name}")] for name in BUNDLED}
+    return {name: [image_files.load_image(f"skimage:{name}")] for name in BUNDLED}
   if not os.path.isdir(data):
-    raise images.ImageError(f"--data {data!r} is not a folder; give a folder with one image "
+    raise image_files.ImageError(f"--data {data!r} is not a folder; give a folder with one image "
                             "or one subfolder of images per class.")
   classes = {}
   for entry in sorted(os.listdir(data)):
@@ -29,11 +29,11 @@ def load_classes(data: str | None, size: int | None = None) -> dict[str, list[np
       files = [os.path.join(path, f) for f in sorted(os.listdir(path))
                if not f.startswith(".")]
       if files:
-        classes[entry] = [images.load_image(f) for f in files]
+        classes[entry] = [image_files.load_image(f) for f in files]
     elif not entry.startswith("."):
-      classes[os.path.splitext(entry)[0]] = [images.load_image(path)]
+      classes[os.path.splitext(entry)[0]] = [image_files.load_image(path)]
   if len(classes) < 2:
-    raise images.ImageError(f"--data {data!r} holds {len(classes)} class(es); texture "
+    raise image_files.ImageError(f"--data {data!r} holds {len(classes)} class(es); texture "
                             "classification needs at least 2 (one image or subfolder each).")
   return classes
 
@@ -44,7 +44,7 @@ def region_patches(image: np.ndarray, patch: int, stride: int) -> tuple[np.ndarr
   h, w = image.shape[:2]
   half = w // 2
   if h < patch or half < patch:
-    raise images.ImageError(f"An image of {h}x{w} is too small for {patch}x{patch} patches "
+    raise image_files.ImageError(f"An image of {h}x{w} is too small for {patch}x{patch} patches "
                             f"from each half; use a smaller --patch.")
 
   def cut(region):

@@ -22,8 +22,8 @@ layers conv1_1, conv2_1, ..., conv5_1, content layer conv4_2.
 Each network has `layers` (all), `default_layers` (what texture and style
 losses use unless told) and `content_layer`.
 
-`make_features(spec)`: "random[:SEED]", "vgg16[:WEIGHTS]", "vgg19[:WEIGHTS]"
-or "classifier:RUN_DIR".
+`make_features(spec)`: "random[:SEED]", "vgg16[:WEIGHTS]" or "vgg19[:WEIGHTS]";
+`jaxgan.runs.texture_features(spec)` also opens "classifier:RUN_DIR".
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxgan.models import vgg
 
 
 class RandomFeatures:
@@ -67,22 +69,16 @@ class RandomFeatures:
 
 
 class ClassifierFeatures:
-  """The ReLU'd convolution outputs of an `experiments.classifier` run, over
-  overlapping tiles of the classifier's input size."""
+  """The ReLU'd convolution outputs of an `experiments.classifier` run (a
+  restored `jaxgan.runs.Run`; `jaxgan.runs.texture_features("classifier:DIR")`
+  opens one), over overlapping tiles of the classifier's input size."""
 
-  def __init__(self, run_dir: str):
-    from jaxgan.data import DataError
-    from jaxgan.evaluation.runs import restore_run
-    from jaxgan.tasks.classifier import ClassifierTask
-    make = lambda cfg, data: ClassifierTask(cfg, data.info.image_shape, data.info.num_classes)
-    try:
-      _, _, task, state, _ = restore_run(run_dir, make)
-    except DataError as e:
-      raise ValueError(f"Cannot load the classifier for classifier:{run_dir}: {e}") from None
+  def __init__(self, run, spec: str):
+    task, state = run.task, run.state
     self.task, self.state = task, state
     self.tile, _, self.channels = task.image_shape
     self.min_size = self.tile
-    self.spec = f"classifier:{run_dir}"
+    self.spec = spec
     probe = jax.eval_shape(self._tile_features, jnp.zeros((1, self.tile, self.tile, 3)))
     self.layers = tuple(probe)
     self.default_layers, self.content_layer = self.layers, self.layers[-1]
@@ -122,7 +118,6 @@ class VGGFeatures:
   """VGG16 / VGG19 convolutions (after ReLU) and pools, ImageNet weights."""
 
   def __init__(self, depth: int, weights: str | None = None):
-    from jaxgan.models import vgg
     variables, self.source, path = vgg.load_vgg(depth, weights, include_top=False)
     self.spec = f"vgg{depth}:{path}"
     self.layers = vgg.layer_names(depth, include_top=False)
@@ -137,8 +132,8 @@ class VGGFeatures:
 
 
 def make_features(spec: str):
-  """"random" / "random:SEED", "vgg16[:WEIGHTS]" / "vgg19[:WEIGHTS]" or
-  "classifier:RUN_DIR"."""
+  """"random" / "random:SEED", "vgg16[:WEIGHTS]" / "vgg19[:WEIGHTS]" (a
+  classifier run's features: `jaxgan.runs.texture_features`)."""
   kind, _, arg = spec.partition(":")
   if kind == "random":
     try:
@@ -146,8 +141,9 @@ def make_features(spec: str):
     except ValueError:
       raise ValueError(f"--features {spec!r}: the seed of random:SEED must be an integer.") \
           from None
-  if kind == "classifier" and arg:
-    return ClassifierFeatures(arg)
+  if kind == "classifier":
+    raise ValueError(f"--features {spec!r} names a classifier run: open it with "
+                     "jaxgan.runs.texture_features (the commands do).")
   if kind in ("vgg16", "vgg19"):
     return VGGFeatures(int(kind[3:]), arg or None)
   raise ValueError(f"Unknown --features {spec!r}; use random[:SEED], vgg16[:WEIGHTS], "

@@ -11,7 +11,7 @@ import time
 import jax
 import numpy as np
 
-from jaxgan.texture import images, synthesis
+from jaxgan.texture import image_files, synthesis
 from jaxgan.writers import ProgressBar, RunWriter
 
 
@@ -25,7 +25,7 @@ def run_optimization(workdir: str, objective, x0, *, steps: int, optimizer: str,
   Returns the last logged metrics."""
   os.makedirs(workdir, exist_ok=True)
   for name, image in inputs.items():
-    images.save_image(np.asarray(image), os.path.join(workdir, f"{name}.png"))
+    image_files.save_image(np.asarray(image), os.path.join(workdir, f"{name}.png"))
   with open(os.path.join(workdir, "settings.json"), "w") as f:
     json.dump({**settings, "steps": steps, "optimizer": optimizer,
                "learning_rate": learning_rate, "jax": jax.__version__,
@@ -43,7 +43,7 @@ def run_optimization(workdir: str, objective, x0, *, steps: int, optimizer: str,
     writer.write_metrics(step, last)
     progress.update(step, last)
     if step and (step % snapshot_every == 0 or step == steps):
-      images.save_image(np.asarray(x[0]), os.path.join(workdir, "snapshots",
+      image_files.save_image(np.asarray(x[0]), os.path.join(workdir, "snapshots",
                                                        f"step_{step:05d}.png"))
 
   try:
@@ -52,5 +52,5 @@ def run_optimization(workdir: str, objective, x0, *, steps: int, optimizer: str,
   finally:
     progress.close()
     writer.close()
-  images.save_image(np.asarray(x[0]), os.path.join(workdir, f"{result_name}.png"))
+  image_files.save_image(np.asarray(x[0]), os.path.join(workdir, f"{result_name}.png"))
   return last

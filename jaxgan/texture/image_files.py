@@ -50,12 +50,14 @@ def load_image(spec: str, size: int | None = None) -> np.ndarray:
   if x.shape[-1] == 1:
     x = np.repeat(x, 3, axis=-1)
   if size is not None:
-    x = fit(x, size)
+    x = center_square_resize(x, size)
   return np.clip(x, 0.0, 1.0)
 
 
-def fit(x: np.ndarray, size: int) -> np.ndarray:
-  """[H, W, C] -> the centre square, resized to size x size (antialiased)."""
+def center_square_resize(x: np.ndarray, size: int) -> np.ndarray:
+  """float [H, W, C] -> the centre square, resized to size x size (antialiased;
+  scikit-image). The data pipeline's uint8 batch version is
+  `jaxgan.data.resize.center_crop_resize`."""
   import skimage.transform
   h, w = x.shape[:2]
   side = min(h, w)

@@ -1,0 +1,57 @@
+"""The fields every config has (the run kind, data, run directory), with
+their defaults in one place; each kind's config (classifier.py, gan.py,
+superres.py, vae.py) starts from `base_config` and sets its own values.
+
+`python -m experiments.fields --config experiments/configs/KIND.py[:PRESET]`
+prints a config's fields, defaults and comments.
+"""
+
+import ml_collections
+
+placeholder = ml_collections.config_dict.placeholder
+
+
+def base_config(task: str, image_size: int = 28) -> ml_collections.ConfigDict:
+  """The shared fields; `task` names the run kind (`jaxgan.runs.KINDS`)."""
+  config = ml_collections.ConfigDict()
+  config.task = task  # gan | classifier | vae | superres (jaxgan/runs.py)
+
+  # Data (docs/data.md). `dataset`: a TFDS name (mnist, fashion_mnist,
+  # cifar10, celeb_a, ...) or PREFIX:ARG for local data (idx:DIR, folder:DIR,
+  # npz:FILE, arrays:NAME; digits: scikit-learn's, offline); splits use TFDS
+  # syntax (train, train[:90%], test[9000:], a+b).
+  config.dataset = "mnist"
+  config.data_dir = placeholder(str)  # None: TFDS's default
+  config.train_split = "train"
+  config.eval_split = "test"
+  config.image_size = image_size  # images are centre-cropped and resized to it
+  # "indexed": the split in memory, batches by a seeded permutation (no
+  # TensorFlow); "tfdata": streamed through tf.data (splits too large for
+  # memory; runs made before the indexed pipeline). jaxgan/data/pipeline.py.
+  config.data_pipeline = "indexed"
+  # indexed: "auto" (on the devices when the split fits in 1 GiB), True or False.
+  config.data_on_device = ml_collections.FieldReference("auto", field_type=object)
+  config.shuffle_buffer = 10_000  # tfdata
+  config.cache_data = True  # tfdata: keep decoded examples in memory after the first epoch
+
+  # Training.
+  config.batch_size = 128  # Global, over all devices and processes.
+  config.num_train_steps = 1000
+  config.seed = 0
+  # Train steps per jitted call (unrolled); bitwise the same results, may
+  # change on a resume. >1 pays where a step is short (docs/devices.md).
+  config.steps_per_call = 1
+
+  # Run directory (docs/runs.md): metrics.jsonl every log_every_steps,
+  # sample grids every sample_every_steps, Orbax checkpoints (the last
+  # keep_checkpoints kept), evaluation on eval_split every eval_every_steps
+  # and at the last step (0 disables); the checkpoint with the best
+  # `best_metric` (None: none kept) in best/.
+  config.log_every_steps = 100
+  config.sample_every_steps = 1000
+  config.checkpoint_every_steps = 1000
+  config.keep_checkpoints = 3
+  config.eval_every_steps = 1000
+  config.best_metric = placeholder(str)
+  config.best_mode = "min"  # min | max
+  return config
