@@ -1,4 +1,7 @@
-"""What every experiment's `main` shares: flags, and clear errors instead of tracebacks."""
+"""What every command's `main` shares: flags, and clear errors instead of
+tracebacks. Two shapes: trainers call `main(train_and_evaluate, workdir,
+config)`; every other command defines `define_flags()` and `_run()` and
+calls `tool_main(define_flags, _run)`."""
 
 import sys
 
@@ -7,7 +10,7 @@ from jaxgan.data import DataError
 from jaxgan.loop import NonFiniteLossError, Preempted
 
 
-def run_main(train_and_evaluate, config, workdir: str) -> int:
+def train_main(train_and_evaluate, config, workdir: str) -> int:
   """Runs training; expected failures (bad data, bad config, NaN loss) print
   one clear message and exit 1, keeping what the run directory already holds."""
   try:
@@ -25,8 +28,8 @@ def run_main(train_and_evaluate, config, workdir: str) -> int:
   return 0
 
 
-def command_main(run, errors: tuple = (ValueError, FileNotFoundError),
-                 usage: str | None = None):
+def _absl_tool_main(run, errors: tuple = (ValueError, FileNotFoundError),
+                    usage: str | None = None):
   """The absl `main` of a command that is not a training run (evaluate,
   texture, inpaint, ...): warnings only, and `run()` (which reads the flags
   and prints its results; `run(paths)` with the positional arguments when
@@ -49,15 +52,15 @@ def command_main(run, errors: tuple = (ValueError, FileNotFoundError),
   return main
 
 
-def run_command(define_flags, run, errors: tuple = (ValueError, FileNotFoundError),
-                usage: str | None = None) -> None:
+def tool_main(define_flags, run, errors: tuple = (ValueError, FileNotFoundError),
+              usage: str | None = None) -> None:
   """`python -m experiments.NAME` for every command but the trainers: jaxgan's
   XLA flags, the command's flags (defined at run time, so that commands can
-  be imported side by side), then `command_main(run, errors, usage)`."""
+  be imported side by side), then `_absl_tool_main(run, errors, usage)`."""
   add_xla_defaults()
   from absl import app
   define_flags()
-  sys.exit(app.run(command_main(run, errors, usage)))
+  sys.exit(app.run(_absl_tool_main(run, errors, usage)))
 
 
 def add_xla_defaults() -> None:
@@ -99,7 +102,7 @@ def main(train_and_evaluate, default_workdir: str | None, default_config: str | 
       return 1
     config = flags.FLAGS.config
     workdir = flags.FLAGS.workdir or f"runs/{config.get('task') or 'run'}"
-    return run_main(train_and_evaluate, config, workdir)
+    return train_main(train_and_evaluate, config, workdir)
 
   sys.exit(app.run(_main))
 

@@ -63,4 +63,4 @@ def _run() -> None:
 
 
 if __name__ == "__main__":
-  common.run_command(define_flags, _run)
+  common.tool_main(define_flags, _run)

@@ -77,5 +77,5 @@ def _run(paths) -> None:
 
 
 if __name__ == "__main__":
-  common.run_command(define_flags, _run,
+  common.tool_main(define_flags, _run,
                      usage="python -m experiments.recognize IMAGE [IMAGE ...] [--weights PATH]")

@@ -79,7 +79,7 @@ def _run() -> int:
       rundir = study.run_dir(FLAGS.workdir, point, seed)
       print(f"[{i + 1}/{len(todo)}] {study.point_name(point)} seed {seed}: {rundir}",
             flush=True)
-      code = common.run_main(runs.train, config, rundir)
+      code = common.train_main(runs.train, config, rundir)
       if code:
         failed.append(rundir)
         if code >= 128:  # Stopped by a signal: stop the study too.
@@ -97,4 +97,4 @@ def _run() -> int:
 
 
 if __name__ == "__main__":
-  common.run_command(define_flags, _run)
+  common.tool_main(define_flags, _run)

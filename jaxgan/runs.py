@@ -122,10 +122,6 @@ def load_config(run_dir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def _names(kinds: Sequence[str]) -> str:
-  return " or ".join(f"{k} ({KINDS[k].command})" for k in kinds)
-
-
 def restore(run_dir: str, step: int | None = None, expect: Sequence[str] | str = ()) -> Run:
   """The run at its latest checkpoint, the one at `step`, or with step=0 its
   initial state. `expect`: the kinds the caller can use (an error names the
@@ -135,8 +131,8 @@ def restore(run_dir: str, step: int | None = None, expect: Sequence[str] | str =
   kind = kind_of(config, f"{run_dir}/config.json")
   expect = (expect,) if isinstance(expect, str) else tuple(expect)
   if expect and kind.name not in expect:
-    raise DataError(f"{run_dir} is a {kind.name} run ({kind.command}); this needs a "
-                    f"{_names(expect)} run.")
+    raise DataError(f"{run_dir} is a {kind.name} run (python -m experiments.{kind.command}); "
+                    f"this needs a {' or '.join(expect)} run.")
   data = Data(config)
   task = kind.build(config, data)
   key = jax.random.PRNGKey(config.seed)

@@ -156,7 +156,7 @@ def test_inpaint_command_writes_metrics_for_the_model_and_baselines(runs):
       "classifier_accuracy"]
   for path in r["written"]:
     assert os.path.exists(path)
-  with pytest.raises(ValueError, match="is a classifier run .*needs a gan .* or vae"):
+  with pytest.raises(ValueError, match="is a classifier run .*needs a gan or vae run"):
     inpaint.inpaint(clf_dir)
 
 

@@ -109,3 +109,14 @@ def test_the_gan_task_and_models_follow_their_written_contracts():
     g, d = make(size, 3, ngf=8, ndf=8, d_normalization=None, spectral_norm=name == "sngan",
                 num_classes=0, conditional="", dtype="float32")
     assert d.normalization in ("batch", "layer", "none"), name
+
+
+def test_moved_names_say_their_new_spelling():
+  import pytest
+  from jaxgan import evaluation
+  with pytest.raises(AttributeError, match="moved: use jaxgan.runs.extractor"):
+    evaluation.make_extractor("inception")
+  with pytest.raises(TypeError, match=r"pass jaxgan.runs.restore\('runs/gan'\)"):
+    evaluation.evaluate_generator("runs/gan", None)
+  with pytest.raises(ImportError, match="experiments.configs.common.base_config"):
+    import experiments.configs.data  # noqa: F401

@@ -16,10 +16,9 @@ def base_config(task: str, image_size: int = 28) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.task = task  # gan | classifier | vae | superres (jaxgan/runs.py)
 
-  # Data (docs/data.md). `dataset`: a TFDS name (mnist, fashion_mnist,
-  # cifar10, celeb_a, ...) or PREFIX:ARG for local data (idx:DIR, folder:DIR,
-  # npz:FILE, arrays:NAME; digits: scikit-learn's, offline); splits use TFDS
-  # syntax (train, train[:90%], test[9000:], a+b).
+  # Data (docs/data.md). `dataset`: a TFDS catalog name (mnist, cifar10,
+  # celeb_a, ...) or one of the local forms jaxgan/data/sources.py registers
+  # (SOURCES); splits use TFDS syntax (train, train[:90%], test[9000:], a+b).
   config.dataset = "mnist"
   config.data_dir = placeholder(str)  # None: TFDS's default
   config.train_split = "train"
@@ -35,9 +34,10 @@ def base_config(task: str, image_size: int = 28) -> ml_collections.ConfigDict:
   config.cache_data = True  # tfdata: keep decoded examples in memory after the first epoch
 
   # Training.
-  config.batch_size = 128  # Global, over all devices and processes.
+  # Global, over all devices and processes (it must divide by the device count).
+  config.batch_size = 128
   config.num_train_steps = 1000
-  config.seed = 0
+  config.seed = 0  # parameters, noise and data order
   # Train steps per jitted call (unrolled); bitwise the same results, may
   # change on a resume. >1 pays where a step is short (docs/devices.md).
   config.steps_per_call = 1

@@ -93,7 +93,7 @@ def base() -> ml_collections.ConfigDict:
   config.diffaugment = ""  # DiffAugment policy: comma-separated color,translation,cutout.
 
   # Optimisation: Adam for each network (separate rates and betas: TTUR).
-  config.num_train_steps = 3000
+  config.num_train_steps = 3000  # generator updates
   config.n_critic = 1  # D updates per G update, each on a fresh real batch.
   config.g_learning_rate = 2e-4
   config.d_learning_rate = 2e-4
@@ -101,8 +101,9 @@ def base() -> ml_collections.ConfigDict:
   config.g_beta2 = 0.999
   config.d_beta1 = 0.5
   config.d_beta2 = 0.999
-  # Sample grids and evaluation use an exponential moving average of the
-  # generator (weights and BatchNorm statistics; Yazici et al. 2019); 0
+  # Sample grids (samples/step_*.png) and evaluation use an exponential
+  # moving average of the generator (weights and BatchNorm statistics; Yazici
+  # et al. 2019; the live generator's grid is samples/live_step_*.png); 0
   # disables it.
   config.ema_decay = 0.999
 
@@ -110,7 +111,8 @@ def base() -> ml_collections.ConfigDict:
   config.log_every_steps = 50
   config.sample_every_steps = 250
   config.checkpoint_every_steps = 500
-  config.eval_every_steps = 1000  # The objective on eval_split.
+  # The objective on eval_split (eval_d_loss, eval_g_loss and its metrics).
+  config.eval_every_steps = 1000
   config.num_sample_images = 64
   # FID and KID against eval_split at every evaluation, in the features of a
   # classifier run (python -m experiments.classifier on the same dataset) or

@@ -18,7 +18,8 @@ from experiments.configs.common import base_config
 def get_config() -> ml_collections.ConfigDict:
   config = base_config("vae")  # task, data and run-directory fields (configs/common.py)
 
-  # Model: 'conv' (28x28, 14x14 or 4 * 2**k images) or 'mlp' (the seeds' 784-256-256-z).
+  # Model: 'conv' (4x4 stride-2 convolutions down to 7x7 or 4x4: 28x28, 14x14
+  # or 4 * 2**k images) or 'mlp' (the seeds' 784-256-256-z).
   config.model = "conv"
   config.latent_dim = 32
   config.base_features = 32  # conv widths: base, 2*base, ... (capped at 8*base)
@@ -26,7 +27,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Likelihood p(x|z): 'bernoulli' (binary pixels; binarization 'dynamic' draws
   # x ~ Bernoulli(intensity) for every batch, 'threshold' uses intensity > 0.5,
   # 'none' keeps intensities, a cross-entropy rather than a likelihood), or the
-  # 8-bit discretized 'gaussian' / 'logistic' for greyscale or RGB.
+  # 8-bit discretized 'gaussian' / 'logistic' for greyscale or RGB (per-pixel
+  # mean and log-scale; bits per dimension comparable with published figures).
   config.likelihood = "bernoulli"
   config.binarization = "dynamic"
   config.beta = 1.0  # beta-VAE weight on the KL term
@@ -34,7 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Optimisation.
   config.num_train_steps = 20_000
-  config.learning_rate = 1e-3
+  config.learning_rate = 1e-3  # Adam
 
   # Evaluation: -log p(x) by importance sampling with this many samples per image.
   config.num_importance_samples = 1000

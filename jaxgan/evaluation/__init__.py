@@ -32,3 +32,17 @@ __all__ = ["INCEPTION_RESIZES", "ClassifierExtractor", "GeneratorFID", "Inceptio
            "compare", "conditional_metrics", "evaluate_generator", "export_samples",
            "format_table", "generate", "kid_subset_size", "resize_for_extractor",
            "sample_classes"]
+
+# Names that moved to jaxgan.runs (the layer that opens run directories).
+_MOVED = {"make_extractor": "jaxgan.runs.extractor(spec)",
+          "restore_run": "jaxgan.runs.restore(run_dir, step)",
+          "load_run_config": "jaxgan.runs.load_config(run_dir)",
+          "checkpoint_hash": "jaxgan.runs.restore(run_dir, step).checkpoint_sha256()",
+          "training_evaluators": "jaxgan.runs.KINDS[config.task].evaluators(config)",
+          "fit_images": "jaxgan.evaluation.resize_for_extractor"}
+
+
+def __getattr__(name: str):
+  if name in _MOVED:
+    raise AttributeError(f"jaxgan.evaluation.{name} moved: use {_MOVED[name]}.")
+  raise AttributeError(f"module 'jaxgan.evaluation' has no attribute {name!r}")

@@ -42,6 +42,9 @@ class ClassifierExtractor:
   run (a `jaxgan.runs.Run`: `jaxgan.runs.classifier_run(RUN_DIR)`)."""
 
   def __init__(self, run, batch_size: int = 500):
+    if isinstance(run, str):
+      raise TypeError("ClassifierExtractor takes a restored run now: use "
+                      f"jaxgan.runs.extractor('classifier:{run}').")
     config, task, state, step = run.config, run.task, run.state, run.step
     self.image_shape = task.image_shape
     self.batch_size = batch_size

@@ -43,10 +43,18 @@ def generate(task: Sampler, state, num: int, seed: int, batch_size: int = 500,
   return np.concatenate(out)
 
 
+def _check_run(run, what: str) -> None:
+  """Callers from before jaxgan.runs passed a run directory: say the new spelling."""
+  if isinstance(run, (str, os.PathLike)):
+    raise TypeError(f"{what} takes a restored run now: pass jaxgan.runs.restore({str(run)!r}) "
+                    "(it opens the run directory).")
+
+
 def sample_classes(run, labels, seed: int = 0) -> np.ndarray:
   """Images in [-1, 1] of the given classes (int [N]) from a conditional GAN
   run's (averaged) generator (`run`: a `jaxgan.runs.Run`, e.g.
   `jaxgan.runs.restore(RUN_DIR, expect="gan")`); the same for the same `seed`."""
+  _check_run(run, "sample_classes")
   task, state = run.task, run.state
   if not task.num_classes:
     raise ValueError(f"{run.dir} takes no class labels (an unconditional GAN, or one "
@@ -87,6 +95,7 @@ def evaluate_generator(run, extractor, split: str | None = None,
   `texture_features` (a `jaxgan.texture.features` network), also the
   per-layer texture distance of the samples' Gram statistics to the real
   images' (`texture_distance`)."""
+  _check_run(run, "evaluate_generator")
   config, data, task, state, step = run.config, run.data, run.task, run.state, run.step
   split = split or config.eval_split
   real, real_labels = data.first_images(split, with_labels=True)
@@ -164,6 +173,8 @@ def classification_accuracy_score(gan, cas, real=None, split: str | None = None)
   only (`experiments.classifier --config.generated_data=GAN_RUN`), and, with
   `real`, of the same classifier trained on real images, for scale (each a
   `jaxgan.runs.Run`)."""
+  for run in (gan, cas, real):
+    _check_run(run, "classification_accuracy_score")
   check_cas_classifier(gan.dir, cas.dir, cas.config)
   split = split or gan.config.eval_split
   images, labels = gan.data.first_images(split, with_labels=True)
