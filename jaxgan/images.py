@@ -41,15 +41,18 @@ def save_grid(images: np.ndarray, path: str, ncols: int | None = None, scale: in
   return path
 
 
-def save_confusion_matrix(confusion: np.ndarray, path: str, cell: int = 36) -> str:
+def save_confusion_matrix(confusion: np.ndarray, path: str, cell: int = 36,
+                          class_names=None) -> str:
   """Writes confusion[true, predicted] counts as a PNG: rows are true classes,
-  columns predicted; each cell shaded by its share of the row, with its count."""
+  columns predicted; each cell shaded by its share of the row, with its count;
+  with `class_names`, rows are labelled "i name" in a margin on the right."""
   from PIL import ImageDraw
   confusion = np.asarray(confusion, np.float64)
   n = confusion.shape[0]
   rows = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1.0)
   margin = cell
-  image = Image.new("RGB", (margin + n * cell + 1, margin + n * cell + 1), "white")
+  legend = 8 * max(len(f"{i} {c}") for i, c in enumerate(class_names)) if class_names else 0
+  image = Image.new("RGB", (margin + n * cell + 1 + legend, margin + n * cell + 1), "white")
   draw = ImageDraw.Draw(image)
   draw.text((2, 2), "true\\pred", fill="black")
   for i in range(n):
@@ -61,6 +64,9 @@ def save_confusion_matrix(confusion: np.ndarray, path: str, cell: int = 36) -> s
       draw.rectangle([x, y, x + cell, y + cell], fill=(shade, shade, 255), outline="grey")
       draw.text((x + 3, y + cell // 3), str(int(confusion[i, j])),
                 fill="white" if rows[i, j] > 0.5 else "black")
+    if class_names:
+      draw.text((margin + n * cell + 6, margin + i * cell + cell // 3), f"{i} {class_names[i]}",
+                fill="black")
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   image.save(path + ".tmp", format="PNG")
   os.replace(path + ".tmp", path)

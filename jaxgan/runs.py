@@ -217,7 +217,8 @@ def _build_classifier(config, data: Data) -> ClassifierTask:
     gan = _dependency("generated_data", config.generated_data, "gan")
     generated = GeneratedData(gan, float(config.generated_fraction), data.info.image_shape,
                               data.info.num_classes)
-  return ClassifierTask(config, data.info.image_shape, data.info.num_classes, generated)
+  return ClassifierTask(config, data.info.image_shape, data.info.num_classes, generated,
+                        data.info.class_names)
 
 
 def _build_vae(config, data: Data) -> VAETask:

@@ -23,6 +23,7 @@ class ArraySource(IndexedSource):
   name: str
   images: dict[str, np.ndarray]
   labels: dict[str, np.ndarray]
+  class_names: list[str] | None = None
 
   @property
   def splits(self) -> dict[str, int]:
@@ -38,6 +39,8 @@ class ArraySource(IndexedSource):
 
   @property
   def num_classes(self) -> int:
+    if self.class_names:
+      return len(self.class_names)
     return int(max(v.max(initial=0) for v in self.labels.values())) + 1
 
   def _select(self, spec: str) -> tuple[np.ndarray, np.ndarray]:

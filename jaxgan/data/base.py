@@ -73,6 +73,10 @@ class DataSource(Protocol):
   def num_classes(self) -> int:
     """Classes of the labels (1 for unlabelled data)."""
 
+  @property
+  def class_names(self) -> list[str] | None:
+    """The classes' names, label order, where the data names them."""
+
   def shard_sizes(self, spec: str, process_count: int) -> list[int]:
     """Examples of each process's shard of split `spec`."""
 

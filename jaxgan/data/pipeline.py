@@ -41,6 +41,7 @@ class DatasetInfo:
   num_classes: int
   num_train_examples: int
   num_eval_examples: int
+  class_names: tuple[str, ...] | None = None  # label order, where the data names them
 
 
 class StreamFeed:
@@ -82,8 +83,10 @@ class Data:
     eval_n = sum(self.source.shard_sizes(config.eval_split, 1)) if config.eval_split else 0
     if train_n == 0:
       raise DataError(f"train_split {config.train_split!r} of {config.dataset!r} is empty.")
+    names = self.source.class_names
     self.info = DatasetInfo(self.source.name, (self.image_size, self.image_size, channels),
-                            self.source.num_classes, train_n, eval_n)
+                            self.source.num_classes, train_n, eval_n,
+                            tuple(names) if names else None)
     self._splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
   def split(self, spec: str) -> tuple[np.ndarray, np.ndarray]:

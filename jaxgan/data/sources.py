@@ -20,7 +20,7 @@ import dataclasses
 import os
 from collections.abc import Callable
 
-from jaxgan.data import arrays, folder, tfds
+from jaxgan.data import arrays, cifar10, folder, tfds
 from jaxgan.data.base import DataError, DataSource
 
 
@@ -39,7 +39,7 @@ class SourceForm:
 
   @property
   def takes_path(self) -> bool:
-    return self.usage.endswith((":DIR", ":FILE"))
+    return self.usage.endswith((":DIR", ":FILE", ":PATH"))
 
 
 SOURCES: dict[str, SourceForm] = {
@@ -50,6 +50,8 @@ SOURCES: dict[str, SourceForm] = {
                       arrays.load_npz),
     "arrays": SourceForm("arrays:NAME", "arrays registered with "
                          "jaxgan.data.register_arrays", arrays.registered_arrays),
+    "cifar10": SourceForm("cifar10:PATH", "CIFAR-10's official binary or python files, "
+                          "folder or .tar.gz", cifar10.load_cifar10),
     "digits": SourceForm("digits", "scikit-learn's bundled 8x8 digits, offline",
                          lambda _: arrays.load_digits()),
 }

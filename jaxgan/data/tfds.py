@@ -43,6 +43,11 @@ class TFDSSource:
     features = self.builder.info.features
     return getattr(features["label"], "num_classes", 1) if "label" in features else 1
 
+  @property
+  def class_names(self) -> list[str] | None:
+    label = self.builder.info.features["label"] if "label" in self.builder.info.features else None
+    return list(label.names) if getattr(label, "names", None) else None
+
   def _check_split(self, spec: str):
     if self.splits:  # Unknown only for mocked data.
       resolve_split(spec, self.splits)

@@ -118,10 +118,11 @@ def make_optimizer(config) -> optax.GradientTransformation:
                    f"{', '.join(OPTIMIZERS)}.")
 
 
-def classification_report(confusion: np.ndarray) -> dict:
+def classification_report(confusion: np.ndarray, class_names=None) -> dict:
   """confusion[true, predicted] counts -> accuracy, per-class precision,
   recall, F1 and support, and their macro averages (a class never predicted
-  has precision 0; one absent from the labels is left out of the averages)."""
+  has precision 0; one absent from the labels is left out of the averages);
+  with `class_names`, each class's entry carries its `name`."""
   confusion = np.asarray(confusion, np.float64)
   tp = np.diag(confusion)
   predicted, support = confusion.sum(axis=0), confusion.sum(axis=1)
@@ -135,7 +136,8 @@ def classification_report(confusion: np.ndarray) -> dict:
       "macro_precision": float(precision[present].mean()) if present.any() else 0.0,
       "macro_recall": float(recall[present].mean()) if present.any() else 0.0,
       "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
-      "per_class": [{"class": i, "precision": float(p), "recall": float(r), "f1": float(f),
+      "per_class": [{"class": i, **({"name": class_names[i]} if class_names else {}),
+                     "precision": float(p), "recall": float(r), "f1": float(f),
                      "support": int(s)}
                     for i, (p, r, f, s) in enumerate(zip(precision, recall, f1, support))],
   }
@@ -147,7 +149,7 @@ class ClassifierTask:
   `jaxgan.runs`, or None)."""
 
   def __init__(self, config, image_shape: tuple[int, int, int], num_classes: int,
-               generated: GeneratedData | None = None):
+               generated: GeneratedData | None = None, class_names=None):
     if num_classes < 2:
       raise ValueError(f"Dataset {config.dataset!r} has {num_classes} classes; a classifier "
                        "needs labelled data with at least 2 (folder: datasets need one "
@@ -155,6 +157,7 @@ class ClassifierTask:
     self.config = config
     self.image_shape = tuple(image_shape)
     self.num_classes = num_classes
+    self.class_names = tuple(class_names) if class_names else None  # label order
     self.model = make_classifier(config.model, num_classes)
     self.generated = generated
     self.tx = make_optimizer(config)
@@ -220,7 +223,7 @@ class ClassifierTask:
     """Scalars for metrics.jsonl (accuracy, loss, macro precision / recall /
     F1); with `outdir`, also eval/report_step_<step>.json (per class) and
     eval/confusion_step_<step>.png."""
-    report = classification_report(totals["confusion"])
+    report = classification_report(totals["confusion"], self.class_names)
     scalars = {"accuracy": report["accuracy"],
                "loss": float(totals["loss"]) / max(float(totals["count"]), 1.0),
                **{k: report[k] for k in ("macro_precision", "macro_recall", "macro_f1")}}
@@ -233,7 +236,8 @@ class ClassifierTask:
                   indent=1)
       os.replace(path + ".tmp", path)
       images.save_confusion_matrix(np.asarray(totals["confusion"]),
-                                   os.path.join(outdir, "eval", f"confusion_step_{step:07d}.png"))
+                                   os.path.join(outdir, "eval", f"confusion_step_{step:07d}.png"),
+                                   class_names=self.class_names)
     return scalars
 
   def sample_images(self, state: ClassifierState) -> dict:
