@@ -28,23 +28,29 @@ def define_flags() -> None:
 
 def field_comments(paths) -> dict[str, str]:
   """{field: comment} from `config.FIELD = ...` lines of these files: the
-  comment lines right above the assignment and the one beside it (the first
-  file that documents a field wins)."""
+  comment block above a group of assignments (lines without a blank between
+  them) and the comment beside each (the first file that documents a field
+  wins)."""
   comments: dict[str, str] = {}
   for path in paths:
-    block: list[str] = []
+    block: list[str] = []  # the comment lines being read
+    group: list[str] = []  # the block over the current group of assignments
     with open(path) as f:
       for line in f:
         stripped = line.strip()
+        if not stripped:
+          block, group = [], []
+          continue
         if stripped.startswith("#"):
           block.append(stripped.lstrip("#").strip())
           continue
+        if block:
+          group, block = block, []
         m = _ASSIGN.match(line)
         if m and m.group(1) not in comments:
-          text = " ".join(block + ([m.group(2)] if m.group(2) else []))
+          text = " ".join(group + ([m.group(2)] if m.group(2) else []))
           if text:
             comments[m.group(1)] = text
-        block = []
   return comments
 
 

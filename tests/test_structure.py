@@ -120,3 +120,16 @@ def test_moved_names_say_their_new_spelling():
     evaluation.evaluate_generator("runs/gan", None)
   with pytest.raises(ImportError, match="experiments.configs.common.base_config"):
     import experiments.configs.data  # noqa: F401
+
+
+def test_every_config_field_is_documented_in_its_config_file():
+  """Field documentation lives in one place, the config files (printed by
+  `python -m experiments.fields`): every field carries a comment."""
+  from experiments.configs import classifier, gan, superres, vae
+  from experiments.fields import field_comments
+  common = REPO / "experiments" / "configs" / "common.py"
+  for name, module in (("classifier", classifier), ("gan", gan), ("superres", superres),
+                       ("vae", vae)):
+    comments = field_comments([REPO / "experiments" / "configs" / f"{name}.py", common])
+    missing = [f for f in module.get_config() if f not in comments]
+    assert not missing, f"experiments/configs/{name}.py: no comment for {missing}"

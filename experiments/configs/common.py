@@ -30,14 +30,15 @@ def base_config(task: str, image_size: int = 28) -> ml_collections.ConfigDict:
   config.data_pipeline = "indexed"
   # indexed: "auto" (on the devices when the split fits in 1 GiB), True or False.
   config.data_on_device = ml_collections.FieldReference("auto", field_type=object)
-  config.shuffle_buffer = 10_000  # tfdata
+
+  config.shuffle_buffer = 10_000  # tfdata: examples in the shuffle buffer
   config.cache_data = True  # tfdata: keep decoded examples in memory after the first epoch
 
-  # Training.
-  # Global, over all devices and processes (it must divide by the device count).
+  # Training: the batch is global, over all devices and processes (it must
+  # divide by the device count); the seed draws parameters, noise and data order.
   config.batch_size = 128
   config.num_train_steps = 1000
-  config.seed = 0  # parameters, noise and data order
+  config.seed = 0
   # Train steps per jitted call (unrolled); bitwise the same results, may
   # change on a resume. >1 pays where a step is short (docs/devices.md).
   config.steps_per_call = 1

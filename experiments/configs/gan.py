@@ -56,7 +56,7 @@ from experiments.configs.common import base_config
 def base() -> ml_collections.ConfigDict:
   """Every field with its default (the dcgan preset)."""
   config = base_config("gan")  # task, data and run-directory fields (configs/common.py)
-  config.preset = "dcgan"
+  config.preset = "dcgan"  # the preset the config was made from (get_config's argument)
 
   # Model: "dcgan" (image_size picks the architecture: 28 is the seeds'
   # MNIST DCGAN, 4 * 2**k (32, 64, ...) Radford et al.'s) or "sngan" (the

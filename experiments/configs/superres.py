@@ -17,9 +17,12 @@ def get_config() -> ml_collections.ConfigDict:
   config = base_config("superres")  # task, data and run-directory fields (configs/common.py)
 
   config.scale = 4  # 2, 4 or 8; must divide image_size
+  # The SRResNet-style network (jaxgan/models/superres.py): channels and
+  # residual blocks.
   config.features = 64
   config.num_blocks = 4
-  config.loss = "l1"  # l1 | mse
+
+  config.loss = "l1"  # pixel loss: l1 | mse
   # Feature ("perceptual") loss: a classifier run's penultimate features of
   # SR vs HR images, weighted by perceptual_weight (0 disables).
   config.perceptual_classifier = ml_collections.config_dict.placeholder(str)
