@@ -41,6 +41,7 @@ ADDED_FIELDS = {
     "cluster_conditioning": 0,  # self-conditioned GANs
     "data_pipeline": "tfdata",  # the indexed pipeline
     "discriminator": "dcgan",  # super-resolution's adversarial discriminator, by name
+    "label_smoothing": 0.0, "eval_flip_tta": False, "preset": "",  # classifier presets
 }
 # `task` (the run kind, jaxgan.runs) was added too; its value for an older run
 # depends on the run, so it is inferred from the fields (`infer_task`).

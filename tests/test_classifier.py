@@ -132,3 +132,39 @@ def test_bad_config_is_rejected():
     ClassifierTask(_config(optimizer="lamb"), (28, 28, 1), 10)
   with pytest.raises(ValueError, match="at least 2"):
     ClassifierTask(_config(), (28, 28, 1), 1)
+
+
+def test_seed_cifar10_preset_is_the_seeds_cnn():
+  """Three valid 3x3 convolutions of 32, 64, 128 filters, each before a 2x2
+  max-pool (32 -> 30 -> 15 -> 13 -> 6 -> 4 -> 2), dense 128, dropout, 10
+  logits; Adam at batch 64."""
+  config = get_config("seed_cifar10")
+  assert (config.model, config.optimizer, config.batch_size, config.image_size) == (
+      "seed_cifar_cnn", "adam", 64, 32)
+  variables = jax.eval_shape(lambda: make_classifier(config.model, 10).init(
+      jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False))
+  shapes = {k: v["kernel"].shape for k, v in variables["params"].items()}
+  assert shapes == {"Conv_0": (3, 3, 3, 32), "Conv_1": (3, 3, 32, 64), "Conv_2": (3, 3, 64, 128),
+                    "Dense_0": (2 * 2 * 128, 128), "Dense_1": (128, 10)}
+  with pytest.raises(ValueError, match="Unknown classifier preset 'imagenet'; use one of "
+                     "seed_cifar10, cifar10"):
+    get_config("imagenet")
+
+
+def test_label_smoothing_and_flip_averaging():
+  config = _config(label_smoothing=0.2, eval_flip_tta=True)
+  task = ClassifierTask(config, (8, 8, 1), 4)
+  state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
+  logits = jnp.array([[2.0, 0.0, -1.0, 0.5]])
+  want = -(0.85 * jax.nn.log_softmax(logits)[0, 1] +
+           0.05 * jax.nn.log_softmax(logits)[0, [0, 2, 3]].sum())
+  assert float(task._loss(logits, jnp.array([1]))[0]) == pytest.approx(float(want), rel=1e-6)
+  images = jnp.asarray(np.random.default_rng(0).normal(size=(3, 8, 8, 1)), jnp.float32)
+  batch = {"image": images, "label": jnp.array([0, 1, 2]), "mask": jnp.ones(3)}
+  sums = jax.device_get(jax.jit(task.eval_step)(state, batch, jnp.int32(0)))
+  p = (jax.nn.softmax(task.apply(state, images)) +
+       jax.nn.softmax(task.apply(state, images[:, :, ::-1]))) / 2
+  np.testing.assert_allclose(sums["loss"], -np.log(np.asarray(p)[np.arange(3), [0, 1, 2]]).sum(),
+                             rtol=1e-5)
+  np.testing.assert_array_equal(np.argmax(sums["confusion"], axis=1)[np.arange(3)],
+                                np.argmax(np.asarray(p), axis=1))

@@ -4,8 +4,9 @@ Every classifier maps images [batch, H, W, C] to logits [batch, classes]; with
 `return_features=True` it returns (logits, features), the penultimate-layer
 activations that feature-space metrics (FID, KID, ...) use.
 
-- `SmallCNN`: the seeds' small CNN: 3x3 conv + 2x2 max-pool stages, dense
-  128, dropout 0.5.
+- `SmallCNN`: the seeds' small CNNs: 3x3 conv + 2x2 max-pool stages, dense
+  128, dropout 0.5 (`small_cnn`: 32, 64 filters, same padding, for MNIST;
+  `seed_cifar_cnn`: the seeds' CIFAR-10 CNN, 32, 64, 128 filters, valid padding).
 - `LeNet5`: LeCun et al. (1998): conv 6, pool, conv 16, pool, dense 120, 84.
 - `ResNet`: the CIFAR ResNets with BatchNorm: `resnet20` (He et al. 2016, 3
   stages of 3 basic blocks, 16/32/64 wide) and `resnet18` (4 stages of 2
@@ -29,11 +30,12 @@ class SmallCNN(nn.Module):
   features: Sequence[int] = (32, 64)
   hidden: int = 128
   dropout_rate: float = 0.5
+  padding: str = "SAME"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool, return_features: bool = False):
     for width in self.features:
-      x = nn.relu(FlaxConv(width, (3, 3), padding="SAME")(x))
+      x = nn.relu(FlaxConv(width, (3, 3), padding=self.padding)(x))
       x = max_pool(x, (2, 2))
     features = nn.relu(Dense(self.hidden)(x.reshape(x.shape[0], -1)))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(features)

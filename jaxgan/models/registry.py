@@ -64,6 +64,7 @@ GAN_ARCHITECTURES: dict[str, GANArchitecture] = {
 # [B, K] (`return_features=True`: also the penultimate features [B, D]).
 CLASSIFIERS: dict[str, Callable[[int], nn.Module]] = {
     "small_cnn": classifiers.SmallCNN,
+    "seed_cifar_cnn": lambda k: classifiers.SmallCNN(k, (32, 64, 128), padding="VALID"),
     "lenet5": classifiers.LeNet5,
     "resnet20": lambda k: classifiers.ResNet(k, (3, 3, 3), (16, 32, 64)),
     "resnet18": lambda k: classifiers.ResNet(k, (2, 2, 2, 2), (64, 128, 256, 512)),

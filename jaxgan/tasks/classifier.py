@@ -161,6 +161,10 @@ class ClassifierTask:
     self.model = make_classifier(config.model, num_classes)
     self.generated = generated
     self.tx = make_optimizer(config)
+    self.label_smoothing = float(provenance.added_field(config, "label_smoothing"))
+    if not 0.0 <= self.label_smoothing < 1.0:
+      raise ValueError(f"config.label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+    self.flip_tta = bool(provenance.added_field(config, "eval_flip_tta"))
     self.images_per_step = config.batch_size
     self.batches_per_step = 1
     self.progress_keys = ("loss", "accuracy")
@@ -192,6 +196,13 @@ class ClassifierTask:
                                             jax.random.fold_in(key, _GENERATED_STREAM), n)
     return (jnp.concatenate([fake, images[n:]]), jnp.concatenate([fake_labels, labels[n:]]))
 
+  def _loss(self, logits, labels):
+    """Cross-entropy against the labels, smoothed by `label_smoothing`."""
+    if not self.label_smoothing:
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, self.num_classes), self.label_smoothing)
+    return optax.softmax_cross_entropy(logits, targets)
+
   def train_step(self, state: ClassifierState, batch: dict):
     key = jax.random.fold_in(state.key, state.step)
     images, labels = self._mix_generated(state, batch, key)
@@ -199,7 +210,7 @@ class ClassifierTask:
     def loss_fn(params):
       logits, stats = apply_model(self.model, params, state.batch_stats, images,
                                   train=True, rngs={"dropout": key})
-      loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+      loss = self._loss(logits, labels).mean()
       return loss, (logits, stats)
 
     (loss, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -212,6 +223,9 @@ class ClassifierTask:
   def eval_step(self, state: ClassifierState, batch: dict, batch_index: jax.Array) -> dict:
     mask, labels = batch["mask"], batch["label"]
     logits = self.apply(state, batch["image"])
+    if self.flip_tta:  # the mean of the image's and its mirror image's probabilities
+      mirrored = self.apply(state, batch["image"][:, :, ::-1])
+      logits = jnp.log((jax.nn.softmax(logits) + jax.nn.softmax(mirrored)) / 2.0)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     predicted = jnp.argmax(logits, -1)
     one_hot = lambda v: jax.nn.one_hot(v, self.num_classes) * mask[:, None]
