@@ -41,8 +41,11 @@ ADDED_FIELDS = {
     "cluster_conditioning": 0,  # self-conditioned GANs
     "data_pipeline": "tfdata",  # the indexed pipeline
     "discriminator": "dcgan",  # super-resolution's adversarial discriminator, by name
-    "label_smoothing": 0.0, "eval_flip_tta": False, "preset": "",  # classifier presets
+    "label_smoothing": 0.0, "eval_flip_tta": False,  # classifiers
 }
+# Fields added to one kind's configs only (a GAN config has always had its
+# `preset`), with the value that reproduces that kind's older runs.
+KIND_ADDED_FIELDS = {"classifier": {"preset": ""}}
 # `task` (the run kind, jaxgan.runs) was added too; its value for an older run
 # depends on the run, so it is inferred from the fields (`infer_task`).
 
@@ -85,9 +88,10 @@ def added_field(config, name: str):
 def config_differences(saved: dict, config) -> list[str]:
   """Dotted names of the fields where `config` differs from `saved` (a
   config.json), ignoring `SAFE_TO_CHANGE`; a field absent from `saved`
-  counts as its `ADDED_FIELDS` value."""
+  counts as its `ADDED_FIELDS` (or its kind's `KIND_ADDED_FIELDS`) value."""
   new = _flatten(config_dict(config))
-  added = {**ADDED_FIELDS, "task": infer_task(saved)}
+  kind = saved.get("task") or infer_task(saved)
+  added = {**ADDED_FIELDS, "task": infer_task(saved), **KIND_ADDED_FIELDS.get(kind, {})}
   old = {**{k: v for k, v in added.items() if k in new}, **_flatten(saved)}
   return sorted(k for k in old.keys() | new.keys()
                 if k.split(".")[0] not in SAFE_TO_CHANGE
