@@ -55,6 +55,7 @@ def _run() -> None:
   FLAGS = flags.FLAGS
   if FLAGS.cas_real and not FLAGS.cas:
     raise ValueError("--cas_real needs --cas (the classifier trained on the samples).")
+  runs.load_config(FLAGS.workdir)  # A wrong --workdir is named before any work.
   extractor = runs.extractor(FLAGS.features)
   texture = runs.texture_features(FLAGS.texture_features) if FLAGS.texture_features else None
   if FLAGS.cas:  # Refused before any sampling when it does not fit.

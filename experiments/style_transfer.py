@@ -45,7 +45,8 @@ def stylize(content: str, style: str, workdir: str, features: str = "random",
   import jax.numpy as jnp
   from jaxgan import runs
   from jaxgan.texture import image_files, optimization, synthesis
-  content_image, style_image = image_files.load_image(content, size), image_files.load_image(style, size)
+  content_image = image_files.load_image(content, size)
+  style_image = image_files.load_image(style, size)
   net = runs.texture_features(features)
   content_layer = content_layer or net.content_layer
   style_layers = list(style_layers or net.default_layers)

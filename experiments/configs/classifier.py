@@ -63,7 +63,8 @@ def _base() -> ml_collections.ConfigDict:
   config.schedule = "cosine"
   config.warmup_steps = 0
   config.label_smoothing = 0.0  # targets (1 - s) one-hot + s / K
-  config.eval_flip_tta = False  # evaluate on the mean of each image's and its mirror's probabilities
+  # Evaluate on the mean of each image's and its mirror image's probabilities.
+  config.eval_flip_tta = False
   config.num_train_steps = 2000
 
   # Run directory (classifiers write no samples).

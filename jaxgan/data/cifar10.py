@@ -21,6 +21,7 @@ archive is a `DataError` naming the file.
 
 from __future__ import annotations
 
+import collections
 import io
 import os
 import pickle
@@ -180,8 +181,8 @@ _STRINGS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"
 def _check_pickle(raw: bytes, where: str) -> None:
   """Refuses a pickle that names anything outside `_ALLOWED_GLOBALS` or uses
   an opcode of `_REFUSED_OPCODES`, from its opcodes alone (nothing is built)."""
-  recent: list = []  # what the opcodes pushed: a string, or None for anything else
-  memo: dict = {}  # memo index -> what was stored there (STACK_GLOBAL's strings are often memo gets)
+  recent = collections.deque(maxlen=2)  # the last two pushes: a string, or None for anything else
+  memo: dict = {}  # memo index -> what was stored there (STACK_GLOBAL often reads it)
   try:
     for op, arg, _ in pickletools.genops(raw):
       name = op.name
@@ -193,7 +194,7 @@ def _check_pickle(raw: bytes, where: str) -> None:
           module, _, attr = str(arg).partition(" ")
           target = (module, attr)
         else:
-          target = tuple(recent[-2:]) if len(recent) >= 2 else (None, None)
+          target = tuple(recent) if len(recent) == 2 else (None, None)
         if target not in _ALLOWED_GLOBALS:
           raise DataError(f"{where}: the pickle names {'.'.join(map(str, target))}, which "
                           "CIFAR-10 batches never do; refused without loading it (a pickle "

@@ -21,8 +21,9 @@ _SAMPLE_STREAM = 7_000_001
 
 def generate(task: Sampler, state, num: int, seed: int, batch_size: int = 500,
              labels=None) -> np.ndarray:
-  """`num` samples of a GAN task's generator (`jaxgan.gan.sampler.Sampler`) in [-1, 1] (the averaged generator when the
-  task keeps one), from a key that depends only on `seed`. A conditional
+  """`num` samples in [-1, 1] of a GAN task's generator (a
+  `jaxgan.gan.sampler.Sampler`; the averaged generator when the task keeps
+  one), from a key that depends only on `seed`. A conditional
   generator draws class `labels[i]` for sample i (default: the classes in
   turn, 0, 1, ..., K-1, 0, ...)."""
   key = jax.random.fold_in(jax.random.PRNGKey(seed), _SAMPLE_STREAM)
