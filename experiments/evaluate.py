@@ -46,6 +46,12 @@ def define_flags() -> None:
                       "--config.generated_data=RUN_DIR), scored on the real reference split.")
   flags.DEFINE_string("cas_real", None, "With --cas: the same classifier trained on real "
                       "images (e.g. the --features run), scored alike for scale.")
+  flags.DEFINE_string("save_reference", None, "Also write the real side (mu, sigma, features, "
+                      "class scores, labels, and the protocol: extractor, split, count) to this "
+                      ".npz, for --reference.")
+  flags.DEFINE_string("reference", None, "Score against this --save_reference file instead of "
+                      "reading and featurizing real images (refused if made with other "
+                      "features); a plain mu/sigma .npz (pytorch-fid, clean-fid) gives FID only.")
   flags.DEFINE_string("export", None, "Also write the scored images: a .npz file or a directory "
                       "of PNGs.")
 
@@ -63,7 +69,8 @@ def _run() -> None:
   gan = runs.restore(FLAGS.workdir, FLAGS.step, expect="gan")
   result = evaluation.evaluate_generator(
       gan, extractor, split=FLAGS.split, num_samples=FLAGS.num_samples,
-      baseline_split=FLAGS.baseline_split, export=FLAGS.export, texture_features=texture)
+      baseline_split=FLAGS.baseline_split, export=FLAGS.export, texture_features=texture,
+      reference=FLAGS.reference, save_reference=FLAGS.save_reference)
   if FLAGS.cas:
     result.update(evaluation.classification_accuracy_score(
         gan, runs.classifier_run(FLAGS.cas),
@@ -83,9 +90,12 @@ def _run() -> None:
   if "texture_distance" in result:
     print(f"texture distance ({result['texture_features']}): "
           + ", ".join(f"{k} {v:.4g}" for k, v in result["texture_distance"].items()))
-  print(f"against {result['protocol']['num_real']} real images of "
-        f"{result['protocol']['reference']}; features: {result['protocol']['extractor']}; "
-        f"written to {path}")
+  protocol = result["protocol"]
+  print(f"against {protocol['num_real'] or 'the statistics of'} real images of "
+        f"{protocol['reference']}"
+        + (f" (from {protocol['reference_file']})" if "reference_file" in protocol else "")
+        + f"; features: {protocol['extractor']}; written to {path}"
+        + (f"; reference written to {FLAGS.save_reference}" if FLAGS.save_reference else ""))
 
 
 if __name__ == "__main__":

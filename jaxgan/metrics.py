@@ -13,7 +13,10 @@ or class probabilities [N, K]; statistics are in float64.
   `class_accuracy`, the share of images a classifier assigns to their class.
 - `inception_score` (Salimans et al. 2016): exp(E_x KL(p(y|x) || p(y))).
 - `precision_recall` (Kynkaanniemi et al. 2019) and `density_coverage`
-  (Naeem et al. 2020), with k-nearest-neighbour radii.
+  (Naeem et al. 2020), with k-nearest-neighbour radii; `manifold_metrics`
+  computes all four from one pass over each distance matrix. Distances are
+  taken a block of rows at a time (`CHUNK_BYTES`), so 50k vs 50k fits in a
+  few GB (benchmarks/evaluation_scale.py).
 """
 
 from __future__ import annotations
@@ -36,12 +39,24 @@ def sqrtm_psd(matrix: np.ndarray) -> np.ndarray:
   return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
 
 
-def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
-  """(mean, covariance) of features [N, D], float64, unbiased covariance."""
-  f = _f64(features)
-  if f.shape[0] < 2:
+def feature_statistics(features, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+  """(mean, covariance) of features [N, D], float64, unbiased covariance,
+  accumulated `chunk` rows at a time (no float64 copy of all N rows)."""
+  features = np.asarray(features)
+  if features.ndim != 2:
+    raise ValueError(f"Expected features [N, D], got shape {features.shape}.")
+  n, d = features.shape
+  if n < 2:
     raise ValueError("Need at least 2 feature vectors for a covariance.")
-  return f.mean(axis=0), np.cov(f, rowvar=False)
+  total = np.zeros(d)
+  for i in range(0, n, chunk):
+    total += np.asarray(features[i:i + chunk], np.float64).sum(axis=0)
+  mu = total / n
+  scatter = np.zeros((d, d))
+  for i in range(0, n, chunk):
+    centred = np.asarray(features[i:i + chunk], np.float64) - mu
+    scatter += centred.T @ centred
+  return mu, scatter / (n - 1)
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
@@ -115,43 +130,92 @@ def inception_score(probs, splits: int = 10) -> tuple[float, float]:
   return float(np.mean(scores)), float(np.std(scores))
 
 
-def _squared_distances(a: np.ndarray, b: np.ndarray, chunk: int = 2048) -> np.ndarray:
-  out = np.empty((a.shape[0], b.shape[0]))
-  b_sq = np.sum(b * b, axis=1)
-  for i in range(0, a.shape[0], chunk):
-    block = a[i:i + chunk]
-    out[i:i + chunk] = np.sum(block * block, axis=1)[:, None] + b_sq[None] - 2.0 * block @ b.T
-  return np.maximum(out, 0.0)
+# Distances are computed a block of rows at a time: a block of at most this
+# many bytes (float64) at once, so 50k x 50k comparisons fit in bounded memory.
+CHUNK_BYTES = 256 << 20
 
 
-def _knn_radii(x: np.ndarray, k: int) -> np.ndarray:
-  """Squared distance from each row to its k-th nearest other row."""
-  if x.shape[0] <= k:
-    raise ValueError(f"Need more than k={k} feature vectors for k-NN radii, got {x.shape[0]}.")
-  d = _squared_distances(x, x)
-  # Index k: position 0 is the point itself (distance 0).
-  return np.partition(d, k, axis=1)[:, k]
+def _row_blocks(num_rows: int, num_cols: int, chunk_bytes: int):
+  rows = max(1, int(chunk_bytes) // (8 * max(1, num_cols)))
+  for i in range(0, num_rows, rows):
+    yield slice(i, min(i + rows, num_rows))
+
+
+def _squared_norms(x: np.ndarray) -> np.ndarray:
+  return np.einsum("ij,ij->i", x, x)
+
+
+def _distance_block(a: np.ndarray, a_sq: np.ndarray, b: np.ndarray,
+                    b_sq: np.ndarray) -> np.ndarray:
+  """Squared distances [len(a), len(b)] (|a|^2 + |b|^2 - 2 a.b, clipped at 0)."""
+  return np.maximum(a_sq[:, None] + b_sq[None] - 2.0 * (a @ b.T), 0.0)
+
+
+def _knn_radii(x: np.ndarray, ks, chunk_bytes: int = CHUNK_BYTES) -> dict[int, np.ndarray]:
+  """{k: squared distance from each row to its k-th nearest other row}, the
+  distance matrix taken a block of rows at a time."""
+  ks = sorted(set(int(k) for k in ks))
+  if x.shape[0] <= ks[-1]:
+    raise ValueError(f"Need more than k={ks[-1]} feature vectors for k-NN radii, got "
+                     f"{x.shape[0]}.")
+  sq = _squared_norms(x)
+  radii = {k: np.empty(x.shape[0]) for k in ks}
+  for rows in _row_blocks(x.shape[0], x.shape[0], chunk_bytes):
+    # Index k: position 0 is the point itself (distance 0).
+    part = np.partition(_distance_block(x[rows], sq[rows], x, sq), ks, axis=1)
+    for k in ks:
+      radii[k][rows] = part[:, k]
+  return radii
+
+
+def manifold_metrics(real, fake, k_pr: int | None = 3, k_dc: int | None = 5,
+                     chunk_bytes: int = CHUNK_BYTES) -> dict[str, float]:
+  """Precision and recall (Kynkaanniemi et al. 2019, k = `k_pr`), density
+  and coverage (Naeem et al. 2020, k = `k_dc`) from one pass over each
+  distance matrix (real-real, generated-generated when recall is asked for,
+  real-generated), each a block of rows at a time, so memory stays bounded
+  (about the features in float64 plus `chunk_bytes`) for any N. Pass None
+  for a pair not wanted."""
+  real, fake = _f64(real), _f64(fake)
+  real_ks = [k for k in (k_pr, k_dc) if k is not None]
+  if not real_ks:
+    raise ValueError("manifold_metrics: ask for precision/recall, density/coverage or both.")
+  real_radii = _knn_radii(real, real_ks, chunk_bytes)
+  fake_radii = _knn_radii(fake, [k_pr], chunk_bytes)[k_pr] if k_pr is not None else None
+  real_sq, fake_sq = _squared_norms(real), _squared_norms(fake)
+  precise = np.zeros(fake.shape[0], bool)   # generated sample inside some real ball
+  recalled = np.zeros(real.shape[0], bool)  # real sample inside some generated ball
+  in_balls = np.zeros(fake.shape[0], np.int64)  # real k_dc-balls holding each sample
+  covered = np.zeros(real.shape[0], bool)   # real k_dc-ball holding some sample
+  for rows in _row_blocks(fake.shape[0], real.shape[0], chunk_bytes):
+    d = _distance_block(fake[rows], fake_sq[rows], real, real_sq)  # [fake block, real]
+    if k_pr is not None:
+      precise[rows] = np.any(d <= real_radii[k_pr][None], axis=1)
+      recalled |= np.any(d <= fake_radii[rows, None], axis=0)
+    if k_dc is not None:
+      inside = d <= real_radii[k_dc][None]
+      in_balls[rows] = inside.sum(axis=1)
+      covered |= inside.any(axis=0)
+  out = {}
+  if k_pr is not None:
+    out.update(precision=float(precise.mean()), recall=float(recalled.mean()))
+  if k_dc is not None:
+    out.update(density=float(in_balls.sum() / (k_dc * fake.shape[0])),
+               coverage=float(covered.mean()))
+  return out
 
 
 def precision_recall(real, fake, k: int = 3) -> tuple[float, float]:
   """Precision: the fraction of generated samples inside the real manifold
   (the union of balls around real samples reaching their k-th neighbour);
   recall: the fraction of real samples inside the generated manifold."""
-  real, fake = _f64(real), _f64(fake)
-  real_radii, fake_radii = _knn_radii(real, k), _knn_radii(fake, k)
-  d = _squared_distances(real, fake)  # [real, fake]
-  precision = np.mean(np.any(d <= real_radii[:, None], axis=0))
-  recall = np.mean(np.any(d <= fake_radii[None, :], axis=1))
-  return float(precision), float(recall)
+  m = manifold_metrics(real, fake, k_pr=k, k_dc=None)
+  return m["precision"], m["recall"]
 
 
 def density_coverage(real, fake, k: int = 5) -> tuple[float, float]:
   """Density: how many real k-NN balls contain each generated sample, over k
   (about 1 when the distributions match); coverage: the fraction of real
   balls that contain at least one generated sample."""
-  real, fake = _f64(real), _f64(fake)
-  radii = _knn_radii(real, k)
-  inside = _squared_distances(real, fake) <= radii[:, None]  # [real, fake]
-  density = inside.sum() / (k * fake.shape[0])
-  coverage = np.mean(inside.any(axis=1))
-  return float(density), float(coverage)
+  m = manifold_metrics(real, fake, k_pr=None, k_dc=k)
+  return m["density"], m["coverage"]

@@ -295,3 +295,24 @@ def test_tfds_mock_data_through_the_indexed_pipeline(monkeypatch, tmp_path):
     finally:
       feed.close()
     _check_batch(batch, 32, 1, 8)
+
+
+@requires_tf
+def test_tfdata_cache_is_refused_for_a_split_larger_than_the_budget(idx_dir, monkeypatch):
+  """cache_data keeps decoded full-resolution examples: a shard that cannot fit
+  is refused before any example is read, naming the fix; one that fits runs."""
+  from jaxgan.data import tfdata
+  with pytest.raises(DataError, match=r"cache_data=True would keep 1281167 decoded 64x64x3 "
+                     r"examples of imagenet train .*--config.cache_data=False"):
+    tfdata.check_cache_fits(1_281_167, (64, 64, 3), "imagenet", "train", budget=8 << 30)
+  tfdata.check_cache_fits(1_281_167, (64, 64, 3), "imagenet", "train", budget=16 << 30)
+  tfdata.check_cache_fits(10**9, None, "folder:x", "train", budget=1)  # sizes unknown
+  data = Data(_config(f"idx:{idx_dir}", data_pipeline="tfdata"))
+  monkeypatch.setattr(tfdata, "cache_budget_bytes", lambda: 40 * 28 * 28 - 1)
+  with pytest.raises(DataError, match="cache_data=True would keep 40 decoded 28x28x1"):
+    data.train_dataset(16)
+  monkeypatch.setattr(tfdata, "cache_budget_bytes", lambda: 40 * 28 * 28)
+  assert next(data.train_dataset(16).as_numpy_iterator())["image"].shape == (16, 28, 28, 1)
+  data.config.cache_data = False
+  monkeypatch.setattr(tfdata, "cache_budget_bytes", lambda: 1)
+  assert next(data.train_dataset(16).as_numpy_iterator())["image"].shape == (16, 28, 28, 1)

@@ -89,7 +89,7 @@ def test_cli_writes_evaluation_json_and_exports(runs, tmp_path):
   proc = subprocess.run(
       [sys.executable, "-m", "experiments.evaluate", f"--workdir={gan_dir}",
        f"--features={clf_dir}", "--num_samples=50", f"--export={export}",
-       "--texture_features=random"],
+       "--texture_features=random", f"--save_reference={tmp_path / 'ref.npz'}"],
       cwd=REPO, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr
   assert "fid" in proc.stdout and "generator step 2" in proc.stdout
@@ -98,6 +98,8 @@ def test_cli_writes_evaluation_json_and_exports(runs, tmp_path):
   assert set(KEYS) <= set(result) and result["protocol"]["num_generated"] == 50
   assert result["texture_features"] == "random:0" and result["texture_distance"]["total"] > 0
   assert "texture distance (random:0)" in proc.stdout
+  with np.load(tmp_path / "ref.npz") as f:  # the real side, for --reference
+    assert f["features"].shape[0] == 100 and "digits test[:100]" in str(f["protocol"])
   assert result["protocol"]["reference"] == "digits test[:100]"  # the run's eval_split
   images = np.load(export)["images"]
   assert images.shape == (50, 28, 28, 1) and images.dtype == np.uint8
@@ -177,3 +179,47 @@ def test_superres_classifier_accuracy_and_feature_loss(runs, tmp_path):
     assert 0.0 <= last[key] <= 1.0, key
   assert last["eval_accuracy_hr"] > 0.5  # the classifier on real digits
   assert last["perceptual_loss"] > 0 and last["pixel_loss"] > 0  # the feature loss is on
+
+
+def test_reference_file_gives_the_same_numbers_without_the_real_images(runs, tmp_path,
+                                                                        monkeypatch):
+  """--save_reference then --reference: the same metrics, the real split not
+  read again; a file made with other features is refused; a plain mu/sigma
+  file (pytorch-fid, clean-fid) gives FID alone, with a warning."""
+  clf_dir, gan_dir = runs
+  extractor = run_lib.extractor(clf_dir)
+  gan = run_lib.restore(gan_dir, expect="gan")
+  ref = str(tmp_path / "reference.npz")
+  direct = evaluation.evaluate_generator(gan, extractor, split="test[:100]", num_samples=80,
+                                         save_reference=ref)
+
+  def no_reading(*args, **kwargs):
+    raise AssertionError("the real images were read")
+
+  monkeypatch.setattr(gan.data, "first_images", no_reading)
+  again = evaluation.evaluate_generator(gan, extractor, num_samples=80, reference=ref)
+  metric_keys = [k for k in direct if k != "protocol"]
+  assert {k: again[k] for k in metric_keys} == {k: direct[k] for k in metric_keys}
+  assert again["protocol"]["reference"] == "digits test[:100]"
+  assert again["protocol"]["num_real"] == 100 and again["protocol"]["reference_file"] == ref
+  with pytest.raises(DataError, match="holds 'digits test\\[:100\\]', not split 'train'"):
+    evaluation.evaluate_generator(gan, extractor, split="train", reference=ref)
+
+  class OtherWeights:
+    image_shape = extractor.image_shape
+    protocol = {**extractor.protocol, "extractor_checkpoint_sha256": "0" * 64}
+    __call__ = extractor.__call__
+
+  with pytest.raises(DataError, match="was made with extractor_checkpoint_sha256"):
+    evaluation.evaluate_generator(gan, OtherWeights(), reference=ref)
+
+  with np.load(ref) as f:
+    np.savez(tmp_path / "mu_sigma.npz", mu=f["mu"].astype(np.float32), sigma=f["sigma"])
+  with pytest.warns(UserWarning, match="holds only mu and sigma"):
+    fid_only = evaluation.evaluate_generator(gan, extractor, num_samples=80,
+                                             reference=str(tmp_path / "mu_sigma.npz"))
+  assert set(fid_only) == {"fid", "protocol"}
+  assert fid_only["fid"] == pytest.approx(direct["fid"], rel=1e-5)
+  with pytest.raises(DataError, match="not mu and sigma"):
+    np.savez(tmp_path / "bad.npz", x=np.zeros(3))
+    evaluation.evaluate_generator(gan, extractor, reference=str(tmp_path / "bad.npz"))

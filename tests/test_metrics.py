@@ -75,6 +75,50 @@ def test_precision_recall_density_coverage():
   assert p_col > 0.9 and r_col < 0.1 and c_col < 0.1
 
 
+def _naive_prdc(real, fake, k_pr, k_dc):
+  """The definitions, on whole matrices (differences, not the norm expansion)."""
+  dist = lambda a, b: ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+  rr, ff, rf = dist(real, real), dist(fake, fake), dist(real, fake)
+  radius = lambda d, k: np.sort(d, axis=1)[:, k]
+  r_pr, f_pr, r_dc = radius(rr, k_pr), radius(ff, k_pr), radius(rr, k_dc)
+  inside = rf <= r_dc[:, None]
+  return {"precision": np.mean(np.any(rf <= r_pr[:, None], axis=0)),
+          "recall": np.mean(np.any(rf <= f_pr[None, :], axis=1)),
+          "density": inside.sum() / (k_dc * fake.shape[0]),
+          "coverage": np.mean(inside.any(axis=1))}
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 8 * 97 * 5, metrics.CHUNK_BYTES])
+def test_chunked_manifold_metrics_equal_the_definitions(chunk_bytes):
+  """Blocks of one row, of a few rows (not dividing N) and one block: the
+  same precision/recall/density/coverage as the whole-matrix definitions."""
+  rng = np.random.default_rng(3)
+  real = rng.normal(size=(97, 6))
+  fake = rng.normal(size=(83, 6)) * 1.2 + 0.3
+  expected = _naive_prdc(real, fake, 3, 5)
+  got = metrics.manifold_metrics(real.astype(np.float32), fake.astype(np.float32), 3, 5,
+                                 chunk_bytes=chunk_bytes)
+  expected32 = _naive_prdc(real.astype(np.float32).astype(np.float64),
+                           fake.astype(np.float32).astype(np.float64), 3, 5)
+  assert got == pytest.approx(expected32, abs=1e-12)
+  assert 0.2 < expected["precision"] < 1 and 0.2 < expected["coverage"] < 1  # not trivial
+  p, r = metrics.precision_recall(real, fake, k=3)
+  d, c = metrics.density_coverage(real, fake, k=5)
+  assert (p, r, d, c) == pytest.approx(
+      (expected["precision"], expected["recall"], expected["density"], expected["coverage"]),
+      abs=1e-12)
+
+
+def test_feature_statistics_in_chunks_equal_numpy():
+  rng = np.random.default_rng(4)
+  x = rng.normal(size=(1001, 7)).astype(np.float32) * 3 + 1
+  for chunk in (1, 100, 8192):
+    mu, sigma = metrics.feature_statistics(x, chunk=chunk)
+    np.testing.assert_allclose(mu, x.astype(np.float64).mean(0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(sigma, np.cov(x.astype(np.float64), rowvar=False),
+                               rtol=1e-10, atol=1e-12)
+
+
 def test_inception_score_bounds():
   k = 10
   confident_diverse = np.eye(k)[np.arange(1000) % k]

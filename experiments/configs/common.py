@@ -32,7 +32,9 @@ def base_config(task: str, image_size: int = 28) -> ml_collections.ConfigDict:
   config.data_on_device = ml_collections.FieldReference("auto", field_type=object)
 
   config.shuffle_buffer = 10_000  # tfdata: examples in the shuffle buffer
-  config.cache_data = True  # tfdata: keep decoded examples in memory after the first epoch
+  # tfdata: keep decoded examples in memory after the first epoch (refused, before
+  # training, for a split larger than half the machine's memory).
+  config.cache_data = True
 
   # Training: the batch is global, over all devices and processes (it must
   # divide by the device count); the seed draws parameters, noise and data order.

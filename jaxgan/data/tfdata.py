@@ -5,6 +5,8 @@ hold in memory. Needs TensorFlow (imported with GPUs hidden)."""
 
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 
@@ -61,6 +63,30 @@ def _options() -> tf.data.Options:
   return options
 
 
+def cache_budget_bytes() -> int:
+  """What `cache_data` may hold: half of this machine's physical memory."""
+  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
+def check_cache_fits(shard_size: int, image_shape, name: str, split: str,
+                     budget: int | None = None) -> None:
+  """Refuses `cache_data` for a shard whose decoded full-resolution examples
+  (tf.data caches them before fitting) would exceed `budget` bytes (default:
+  `cache_budget_bytes()`), before any example is read. Shapes that vary
+  (image_shape None) cannot be sized in advance and are not refused."""
+  if image_shape is None:
+    return
+  budget = cache_budget_bytes() if budget is None else budget
+  need = int(shard_size) * int(np.prod(image_shape))
+  if need > budget:
+    raise DataError(
+        f"cache_data=True would keep {shard_size} decoded {'x'.join(map(str, image_shape))} "
+        f"examples of {name} {split} in memory ({need / 2**30:.1f} GiB per process, more than "
+        f"the {budget / 2**30:.1f} GiB budget, half this machine's memory); use "
+        "--config.cache_data=False (decode every epoch) or --config.data_pipeline=indexed "
+        "(the split fitted to image_size).")
+
+
 def train_dataset(data, local_batch: int, start_batch: int = 0,
                   process_index: int | None = None,
                   process_count: int | None = None) -> tf.data.Dataset:
@@ -76,6 +102,7 @@ def train_dataset(data, local_batch: int, start_batch: int = 0,
                     "or a smaller --config.batch_size.")
   ds = data.source.examples(cfg.train_split, p, n_proc)
   if cfg.cache_data:
+    check_cache_fits(shard_size, data.source.image_shape, data.source.name, cfg.train_split)
     ds = ds.cache()
   buffer = max(1, min(shard_size, cfg.shuffle_buffer))
   seed = int(np.random.SeedSequence([cfg.seed, p]).generate_state(1)[0])

@@ -10,6 +10,8 @@ from PIL import Image
 
 from jaxgan import flat_random, metrics
 from jaxgan import images as image_lib
+from jaxgan.data.base import DataError
+from jaxgan.evaluation import reference as reference_lib
 from jaxgan.evaluation.extractors import ClassifierExtractor
 from jaxgan.gan.sampler import Sampler
 from jaxgan.texture import gram
@@ -76,18 +78,18 @@ def compare(real_features, real_probs, fake_features, fake_probs, seed: int = 0)
   kid_mean, kid_std = metrics.kernel_inception_distance(
       real_features, fake_features, num_subsets=100,
       subset_size=kid_subset_size(len(real_features), len(fake_features)), seed=seed)
-  precision, recall = metrics.precision_recall(real_features, fake_features, k=3)
-  density, coverage = metrics.density_coverage(real_features, fake_features, k=5)
+  # One pass over each distance matrix for all four (bounded memory at 50k).
+  manifold = metrics.manifold_metrics(real_features, fake_features, k_pr=3, k_dc=5)
   inception, inception_std = metrics.inception_score(fake_probs, splits=10)
   return {"fid": metrics.fid_from_features(real_features, fake_features),
-          "kid_mean": kid_mean, "kid_std": kid_std, "precision": precision, "recall": recall,
-          "density": density, "coverage": coverage, "inception_score": inception,
-          "inception_score_std": inception_std}
+          "kid_mean": kid_mean, "kid_std": kid_std, **manifold,
+          "inception_score": inception, "inception_score_std": inception_std}
 
 
 def evaluate_generator(run, extractor, split: str | None = None,
                        num_samples: int | None = None, baseline_split: str | None = None,
-                       export: str | None = None, texture_features=None) -> dict:
+                       export: str | None = None, texture_features=None,
+                       reference: str | None = None, save_reference: str | None = None) -> dict:
   """Metrics of a GAN run's generator (`run`: a `jaxgan.runs.Run` restored at
   the checkpoint to score, e.g. `jaxgan.runs.restore(RUN_DIR, step,
   expect="gan")`) against the real images of `split` (default: the
@@ -95,17 +97,36 @@ def evaluate_generator(run, extractor, split: str | None = None,
   for the generator's samples (the scale for "as good as real data"). With
   `texture_features` (a `jaxgan.texture.features` network), also the
   per-layer texture distance of the samples' Gram statistics to the real
-  images' (`texture_distance`)."""
+  images' (`texture_distance`). `reference`: a file of real-side statistics
+  (jaxgan/evaluation/reference.py) used instead of reading and featurizing
+  the split (its protocol must match the extractor's); `save_reference`:
+  write the real side computed here to that file."""
   _check_run(run, "evaluate_generator")
   config, data, task, state, step = run.config, run.data, run.task, run.state, run.step
-  split = split or config.eval_split
-  real, real_labels = data.first_images(split, with_labels=True)
   conditional = bool(task.num_classes)
+  real = ref = None
+  if reference:
+    if save_reference or texture_features is not None:
+      raise ValueError("--reference replaces the real images: it cannot go with "
+                       "--save_reference or --texture_features.")
+    ref = reference_lib.load_reference(reference)
+    reference_lib.check_protocol(ref, extractor.protocol, split)
+    if not ref.complete and (conditional or baseline_split):
+      raise DataError(f"--reference {reference} holds only mu and sigma: enough for an "
+                      "unconditional generator's FID, not for this evaluation; write a full "
+                      "reference with --save_reference.")
+    real_labels = ref.labels
+    num_real = len(ref.features) if ref.complete else None
+    reference_name = ref.protocol["reference"] if ref.protocol else "unknown (mu/sigma file)"
+  else:
+    split = split or config.eval_split
+    real, real_labels = data.first_images(split, with_labels=True)
+    num_real, reference_name = len(real), f"{config.dataset} {split}"
   if baseline_split:
     fake, fake_labels = data.first_images(baseline_split, num_samples, with_labels=True)
     source = f"real images of {baseline_split!r}"
   else:
-    num = num_samples or len(real)
+    num = num_samples or num_real or 10_000
     # A conditional generator draws the reference's classes (cyclically when
     # more samples are asked for), so per-class sets match in size.
     fake_labels = np.resize(real_labels, num) if conditional else None
@@ -113,8 +134,22 @@ def evaluate_generator(run, extractor, split: str | None = None,
     source = f"generator at step {step}" + (" (parameter average)" if task.ema_decay else "")
   if export:
     export_samples(fake, export)
-  real_f, real_p = extractor(real)
+  if ref is None:
+    real_f, real_p = extractor(real)
+    if save_reference:
+      reference_lib.save_reference(save_reference, real_f, real_p, real_labels,
+                                   {**extractor.protocol, "reference": reference_name,
+                                    "num_real": num_real})
+  else:
+    real_f, real_p = ref.features, ref.probs
   fake_f, fake_p = extractor(fake)
+  protocol = {**extractor.protocol, "reference": reference_name, "num_real": num_real,
+              "num_generated": len(fake), "generated": source, "run": run.dir, "step": step}
+  if ref is not None:
+    protocol["reference_file"] = ref.path
+  if ref is not None and not ref.complete:  # a pytorch-fid / clean-fid mu/sigma file
+    fid = metrics.frechet_distance(ref.mu, ref.sigma, *metrics.feature_statistics(fake_f))
+    return {"fid": fid, "protocol": protocol}
   result = compare(real_f, real_p, fake_f, fake_p)
   extra_protocol = {}
   if conditional:
@@ -129,11 +164,9 @@ def evaluate_generator(run, extractor, split: str | None = None,
     result["texture_distance"] = gram.texture_distance(
         texture_features, rgb((fake + 1.0) / 2.0), rgb((real + 1.0) / 2.0))
     result["texture_features"] = texture_features.spec
-  result["protocol"] = {**extractor.protocol, "reference": f"{config.dataset} {split}",
-                        "num_real": len(real), "num_generated": len(fake),
-                        "generated": source, "run": run.dir, "step": step,
+  result["protocol"] = {**protocol,
                         "knn_k": {"precision_recall": 3, "density_coverage": 5},
-                        "kid": {"subsets": 100, "subset_size": kid_subset_size(len(real), len(fake)),
+                        "kid": {"subsets": 100, "subset_size": kid_subset_size(num_real, len(fake)),
                                 "kernel": "(x.y/d + 1)^3"}, **extra_protocol}
   return result
 
