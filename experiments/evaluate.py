@@ -52,6 +52,9 @@ def define_flags() -> None:
   flags.DEFINE_string("reference", None, "Score against this --save_reference file instead of "
                       "reading and featurizing real images (refused if made with other "
                       "features); a plain mu/sigma .npz (pytorch-fid, clean-fid) gives FID only.")
+  flags.DEFINE_string("samples", None, "Score these images instead of the generator's: a "
+                      ".npz of uint8 [N, H, W, C] (as --export writes) or a directory of "
+                      "PNG/JPEG files, written by any program.")
   flags.DEFINE_string("export", None, "Also write the scored images: a .npz file or a directory "
                       "of PNGs.")
 
@@ -70,7 +73,7 @@ def _run() -> None:
   result = evaluation.evaluate_generator(
       gan, extractor, split=FLAGS.split, num_samples=FLAGS.num_samples,
       baseline_split=FLAGS.baseline_split, export=FLAGS.export, texture_features=texture,
-      reference=FLAGS.reference, save_reference=FLAGS.save_reference)
+      reference=FLAGS.reference, save_reference=FLAGS.save_reference, samples=FLAGS.samples)
   if FLAGS.cas:
     result.update(evaluation.classification_accuracy_score(
         gan, runs.classifier_run(FLAGS.cas),
@@ -78,6 +81,9 @@ def _run() -> None:
   if FLAGS.baseline_split:
     name = "evaluation_real_" + re.sub(r"[^A-Za-z0-9]+", "_", FLAGS.baseline_split).strip("_")
     label = f"real {FLAGS.baseline_split}"
+  elif FLAGS.samples:
+    stem = re.sub(r"[^A-Za-z0-9]+", "_", os.path.basename(FLAGS.samples.rstrip("/"))).strip("_")
+    name, label = f"evaluation_samples_{stem}", f"samples {FLAGS.samples}"
   elif FLAGS.step is not None:
     name, label = f"evaluation_step_{FLAGS.step}", f"generator step {result['protocol']['step']}"
   else:

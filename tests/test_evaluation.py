@@ -223,3 +223,30 @@ def test_reference_file_gives_the_same_numbers_without_the_real_images(runs, tmp
   with pytest.raises(DataError, match="not mu and sigma"):
     np.savez(tmp_path / "bad.npz", x=np.zeros(3))
     evaluation.evaluate_generator(gan, extractor, reference=str(tmp_path / "bad.npz"))
+
+
+def test_samples_written_elsewhere_score_like_the_run(runs, tmp_path):
+  """--samples: the run's own samples, exported (uint8) as .npz and as PNGs,
+  score the same in both forms, and as the run scores them (up to the uint8
+  rounding of the export); bad files are one clear error."""
+  clf_dir, gan_dir = runs
+  extractor = run_lib.extractor(clf_dir)
+  gan = run_lib.restore(gan_dir, expect="gan")
+  direct = evaluation.evaluate_generator(gan, extractor, split="test[:100]", num_samples=60,
+                                         export=str(tmp_path / "s.npz"))
+  evaluation.export_samples(evaluation.load_samples(str(tmp_path / "s.npz")),
+                            str(tmp_path / "pngs"))
+  from_npz = evaluation.evaluate_generator(gan, extractor, split="test[:100]",
+                                           samples=str(tmp_path / "s.npz"))
+  from_png = evaluation.evaluate_generator(gan, extractor, split="test[:100]",
+                                           samples=str(tmp_path / "pngs"))
+  keys = [k for k in direct if k != "protocol"]
+  assert {k: from_npz[k] for k in keys} == {k: from_png[k] for k in keys}
+  assert from_npz["protocol"]["num_generated"] == 60
+  assert from_npz["protocol"]["generated"] == f"samples read from {tmp_path / 's.npz'}"
+  assert from_npz["fid"] == pytest.approx(direct["fid"], rel=0.02)
+  np.savez(tmp_path / "float.npz", images=np.zeros((4, 8, 8, 1), np.float32))
+  with pytest.raises(DataError, match="expected uint8 images"):
+    evaluation.load_samples(str(tmp_path / "float.npz"))
+  with pytest.raises(DataError, match="holds no PNG/JPEG"):
+    evaluation.load_samples(str(tmp_path))

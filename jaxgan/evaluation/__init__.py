@@ -24,13 +24,13 @@ from jaxgan.evaluation.extractors import (INCEPTION_RESIZES, ClassifierExtractor
 from jaxgan.evaluation.generators import (check_cas_classifier, classification_accuracy_score,
                                           compare, conditional_metrics, evaluate_generator,
                                           export_samples, format_table, generate,
-                                          kid_subset_size, sample_classes)
+                                          kid_subset_size, load_samples, sample_classes)
 from jaxgan.evaluation.training import GeneratorFID, SuperResolutionAccuracy
 
 __all__ = ["INCEPTION_RESIZES", "ClassifierExtractor", "GeneratorFID", "InceptionExtractor",
            "SuperResolutionAccuracy", "check_cas_classifier", "classification_accuracy_score",
            "compare", "conditional_metrics", "evaluate_generator", "export_samples",
-           "format_table", "generate", "kid_subset_size", "resize_for_extractor",
+           "format_table", "generate", "kid_subset_size", "load_samples", "resize_for_extractor",
            "sample_classes"]
 
 # Names that moved to jaxgan.runs (the layer that opens run directories).

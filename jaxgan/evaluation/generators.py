@@ -89,7 +89,8 @@ def compare(real_features, real_probs, fake_features, fake_probs, seed: int = 0)
 def evaluate_generator(run, extractor, split: str | None = None,
                        num_samples: int | None = None, baseline_split: str | None = None,
                        export: str | None = None, texture_features=None,
-                       reference: str | None = None, save_reference: str | None = None) -> dict:
+                       reference: str | None = None, save_reference: str | None = None,
+                       samples: str | None = None) -> dict:
   """Metrics of a GAN run's generator (`run`: a `jaxgan.runs.Run` restored at
   the checkpoint to score, e.g. `jaxgan.runs.restore(RUN_DIR, step,
   expect="gan")`) against the real images of `split` (default: the
@@ -100,7 +101,10 @@ def evaluate_generator(run, extractor, split: str | None = None,
   images' (`texture_distance`). `reference`: a file of real-side statistics
   (jaxgan/evaluation/reference.py) used instead of reading and featurizing
   the split (its protocol must match the extractor's); `save_reference`:
-  write the real side computed here to that file."""
+  write the real side computed here to that file. `samples`: score the
+  images another program wrote (`load_samples`) instead of the generator's
+  (a conditional run's samples carry no labels: the conditional metrics
+  are left out)."""
   _check_run(run, "evaluate_generator")
   config, data, task, state, step = run.config, run.data, run.task, run.state, run.step
   conditional = bool(task.num_classes)
@@ -122,7 +126,13 @@ def evaluate_generator(run, extractor, split: str | None = None,
     split = split or config.eval_split
     real, real_labels = data.first_images(split, with_labels=True)
     num_real, reference_name = len(real), f"{config.dataset} {split}"
-  if baseline_split:
+  if samples:
+    if baseline_split:
+      raise ValueError("--samples and --baseline_split both name what to score; pass one.")
+    fake, fake_labels = load_samples(samples)[:num_samples], None
+    conditional = False
+    source = f"samples read from {samples}"
+  elif baseline_split:
     fake, fake_labels = data.first_images(baseline_split, num_samples, with_labels=True)
     source = f"real images of {baseline_split!r}"
   else:
@@ -236,6 +246,48 @@ def export_samples(images: np.ndarray, path: str) -> str:
     Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(
         os.path.join(path, f"{i:06d}.png"))
   return path
+
+
+def load_samples(path: str) -> np.ndarray:
+  """Images another program wrote, as `export_samples` writes them: an .npz
+  holding one uint8 array [N, H, W, C] (`images`, or its only array), or a
+  directory of PNG/JPEG files (sorted by name); returned in [-1, 1]."""
+  if path.endswith(".npz"):
+    if not os.path.isfile(path):
+      raise DataError(f"--samples {path}: no such file.")
+    try:
+      with np.load(path, allow_pickle=False) as f:
+        name = "images" if "images" in f.files else (f.files[0] if len(f.files) == 1 else None)
+        if name is None:
+          raise DataError(f"--samples {path}: holds {f.files}; expected one array `images` "
+                          "(uint8 [N, H, W, C]).")
+        pixels = f[name]
+    except (OSError, ValueError) as e:
+      raise DataError(f"--samples {path}: not a readable .npz file ({e}).") from None
+  elif os.path.isdir(path):
+    files = sorted(f for f in os.listdir(path) if f.lower().endswith((".png", ".jpg", ".jpeg")))
+    if not files:
+      raise DataError(f"--samples {path}: the directory holds no PNG/JPEG files.")
+    arrays = []
+    for name in files:
+      try:
+        with Image.open(os.path.join(path, name)) as im:
+          arrays.append(np.asarray(im.convert("L" if im.mode in ("L", "1", "I;16") else "RGB")))
+      except OSError as e:
+        raise DataError(f"--samples {path}: {name} is not a readable image ({e}).") from None
+    if len({a.shape for a in arrays}) > 1:
+      raise DataError(f"--samples {path}: the images differ in size "
+                      f"({sorted({a.shape for a in arrays})[:3]}...); write them at one size.")
+    pixels = np.stack(arrays)
+  else:
+    raise DataError(f"--samples {path}: neither an .npz file nor a directory of images.")
+  if pixels.ndim == 3:
+    pixels = pixels[..., None]
+  if (pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[-1] not in (1, 3)
+      or not len(pixels)):
+    raise DataError(f"--samples {path}: expected uint8 images [N, H, W, 1 or 3], got "
+                    f"{pixels.dtype} {pixels.shape}.")
+  return pixels.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
 
 
 def format_table(results: dict[str, dict]) -> str:
