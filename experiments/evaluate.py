@@ -11,7 +11,11 @@ to show the scale. Writes the result with its protocol to RUN_DIR/evaluation.jso
 --baseline_split) and prints a table. A class-conditional run adds intra_fid
 (mean per-class FID) and class_accuracy (the share of samples the feature
 classifier assigns to their class; its accuracy on the real images is in the
-protocol); --cas adds the Classification Accuracy Score.
+protocol); --cas adds the Classification Accuracy Score. --save_reference
+FILE.npz writes the real side once (statistics, features, protocol);
+--reference FILE.npz scores against it without reading real images again;
+--samples FILE.npz|DIR scores images another program wrote instead of the
+generator's (docs/evaluation.md).
 """
 
 import json
