@@ -115,7 +115,7 @@ def evaluate_generator(run, extractor, split: str | None = None,
                        "--save_reference or --texture_features.")
     ref = reference_lib.load_reference(reference)
     reference_lib.check_protocol(ref, extractor.protocol, split)
-    if not ref.complete and (conditional or baseline_split):
+    if not ref.complete and ((conditional and not samples) or baseline_split):
       raise DataError(f"--reference {reference} holds only mu and sigma: enough for an "
                       "unconditional generator's FID, not for this evaluation; write a full "
                       "reference with --save_reference.")
