@@ -1,7 +1,7 @@
 """A whole training run's sustained images/s next to its bare step's.
 
     python -m benchmarks.end_to_end [--steps 200] [--cases dcgan,classifier]
-        [--variants tfdata,host,device,device_k4] [--dtypes float32,bfloat16]
+        [--variants tfdata,host,device,device_k4,streamed] [--dtypes float32,bfloat16]
         [--batch 128] [--image_size 28] [--dataset idx:../shared/data/mnist]
 
 Per case (the MNIST DCGAN at batch 128 and the classifier at batch 128 on the
@@ -14,7 +14,8 @@ The bare step: `task.train_step` jitted with the state donated, run
 back to back on a batch already on the devices, same device and batch.
 Variants: `tfdata` (data_pipeline="tfdata", needs TensorFlow), `host`
 (indexed, batches gathered on the host), `device` (indexed, split on the
-devices), `device_k4` (and steps_per_call=4). Ratios are measured side by
+devices), `device_k4` (and steps_per_call=4), `streamed` (read on demand through
+grain's worker processes, data_workers "auto"). Ratios are measured side by
 side in one process; the machine may be shared.
 """
 
@@ -37,6 +38,7 @@ VARIANTS = {
     "host": dict(data_pipeline="indexed", data_on_device=False),
     "device": dict(data_pipeline="indexed", data_on_device=True),
     "device_k4": dict(data_pipeline="indexed", data_on_device=True, steps_per_call=4),
+    "streamed": dict(data_pipeline="streamed"),
 }
 
 

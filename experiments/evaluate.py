@@ -15,7 +15,10 @@ protocol); --cas adds the Classification Accuracy Score. --save_reference
 FILE.npz writes the real side once (statistics, features, protocol);
 --reference FILE.npz scores against it without reading real images again;
 --samples FILE.npz|DIR scores images another program wrote instead of the
-generator's (docs/evaluation.md).
+generator's (docs/evaluation.md). Sampling and feature extraction split each
+batch over every device; with the multi-process flags of the trainers
+(--coordinator_address, --num_processes, --process_id, or a cluster launcher)
+over every device of every process, and process 0 writes.
 """
 
 import json
@@ -31,6 +34,7 @@ def define_flags() -> None:
   """The command's flags (defined at run time, so that commands can be imported
   side by side)."""
   flags.DEFINE_string("workdir", None, "The generator's run directory.", required=True)
+  common.define_distributed_flags()  # several processes share the sampling and features
   flags.DEFINE_string("features", "classifier:runs/classifier", "Feature extractor: "
                       "classifier:RUN_DIR (or a bare RUN_DIR), a classifier run (python -m "
                       "experiments.classifier on the same dataset), or 'inception[:WEIGHTS]' / "
@@ -64,6 +68,8 @@ def define_flags() -> None:
 
 
 def _run() -> None:
+  common.initialize_distributed()
+  import jax
   from jaxgan import evaluation, runs
   FLAGS = flags.FLAGS
   if FLAGS.cas_real and not FLAGS.cas:
@@ -93,6 +99,8 @@ def _run() -> None:
   else:
     name, label = "evaluation", f"generator step {result['protocol']['step']}"
   path = os.path.join(FLAGS.workdir, name + ".json")
+  if jax.process_index():
+    return  # process 0 writes and reports
   with open(path + ".tmp", "w") as f:
     json.dump(result, f, indent=1)
   os.replace(path + ".tmp", path)

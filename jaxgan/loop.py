@@ -145,9 +145,10 @@ def evaluate(task: Task, state, data: Data, mesh, eval_fn, local_batch: int, ste
   batches, _ = data.eval_batches(local_batch, mesh)
   totals = None
   for i, batch in enumerate(batches):
-    sums = eval_fn(state, batch, jnp.int32(i))
-    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  totals = jax.device_get(totals)
+    # Summed on the host (the same float32 additions, in the same order):
+    # op-by-op jnp.add here aborted the process now and then on CPU.
+    sums = jax.device_get(eval_fn(state, batch, jnp.int32(i)))
+    totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
   outdir = workdir if jax.process_index() == 0 else None
   summary = task.summarize_eval(totals, step=step, outdir=outdir)
   results = {f"eval_{k}": float(v) for k, v in summary.items()}
@@ -233,6 +234,7 @@ def train_and_evaluate(config, workdir: str, make_task: Callable[[Any, Data], Ta
     with open(os.path.join(workdir, "config.json.tmp"), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
     os.replace(os.path.join(workdir, "config.json.tmp"), os.path.join(workdir, "config.json"))
+    data.save_info(workdir)  # so that a restore needs no data (jaxgan.runs.restore)
 
   repl, batch_sharding = sharding.replicated(mesh), sharding.data_sharded(mesh)
   init_key = jax.random.PRNGKey(config.seed)
@@ -250,11 +252,12 @@ def train_and_evaluate(config, workdir: str, make_task: Callable[[Any, Data], Ta
     if restored_step is None:
       state = jax.jit(task.init_state, out_shardings=repl)(init_key)
     start_step = int(jax.device_get(state.step))
-    provenance.record_start(workdir, config, start_step)
+    provenance.record_start(workdir, config, start_step, input=data.describe())
     writer.drop_metrics_after(start_step)  # Steps logged after the checkpoint rerun.
     num_steps = config.num_train_steps
     progress = ProgressBar(num_steps, start_step, desc=os.path.basename(workdir),
                            keys=tuple(task.progress_keys) + ("images_per_sec",))
+    progress.write(data.describe())
     if start_step:
       progress.write(f"Resuming from the checkpoint at step {start_step} in {ckpt.directory}.")
     if start_step >= num_steps:

@@ -29,7 +29,18 @@ SAFE_TO_CHANGE = frozenset({
     # Where batches are gathered, and how many steps a jitted call runs:
     # bitwise the same results either way (tested).
     "data_on_device", "steps_per_call",
+    # The streamed pipeline's worker processes: the same batches for any number.
+    "data_workers",
 })
+
+# Values of a field that give bitwise the same run (tested), so a resume may
+# switch between them: the indexed and streamed pipelines read the same
+# batches, and "auto" is one of the two.
+EQUIVALENT_VALUES = {"data_pipeline": {"auto": "indexed", "streamed": "indexed"}}
+
+
+def _canonical(name: str, value):
+  return EQUIVALENT_VALUES.get(name, {}).get(value, value) if isinstance(value, str) else value
 
 # Fields added to configs after runs were made, with the value that
 # reproduces a run whose config.json lacks them (what the code did before the
@@ -95,7 +106,7 @@ def config_differences(saved: dict, config) -> list[str]:
   old = {**{k: v for k, v in added.items() if k in new}, **_flatten(saved)}
   return sorted(k for k in old.keys() | new.keys()
                 if k.split(".")[0] not in SAFE_TO_CHANGE
-                and old.get(k, "<absent>") != new.get(k, "<absent>"))
+                and _canonical(k, old.get(k, "<absent>")) != _canonical(k, new.get(k, "<absent>")))
 
 
 def check_resume_config(workdir: str, config) -> None:
@@ -160,9 +171,10 @@ def collect(config, start_step: int) -> dict:
   }
 
 
-def record_start(workdir: str, config, start_step: int) -> dict:
-  """Appends this start's record to `workdir/run.json` (process 0 only)."""
-  record = collect(config, start_step)
+def record_start(workdir: str, config, start_step: int, **extra) -> dict:
+  """Appends this start's record (with `extra` fields, e.g. the input
+  pipeline it chose) to `workdir/run.json` (process 0 only)."""
+  record = {**collect(config, start_step), **extra}
   if jax.process_index() != 0:
     return record
   path = os.path.join(workdir, "run.json")

@@ -32,7 +32,7 @@ import ml_collections
 
 from jaxgan import evaluation, loop, provenance
 from jaxgan.checkpoint import Checkpointer
-from jaxgan.data import Data, DataError
+from jaxgan.data import Data, DataError, load_info
 from jaxgan.tasks import Task
 from jaxgan.tasks.classifier import ClassifierTask, GeneratedData
 from jaxgan.tasks.gan import make_task as make_gan_task
@@ -133,7 +133,9 @@ def restore(run_dir: str, step: int | None = None, expect: Sequence[str] | str =
   if expect and kind.name not in expect:
     raise DataError(f"{run_dir} is a {kind.name} run (python -m experiments.{kind.command}); "
                     f"this needs a {' or '.join(expect)} run.")
-  data = Data(config)
+  # What the task needs of the data (image shape, classes) as the run
+  # recorded it: the examples are read only if the caller asks for them.
+  data = Data(config, info=load_info(run_dir))
   task = kind.build(config, data)
   key = jax.random.PRNGKey(config.seed)
   if step == 0:

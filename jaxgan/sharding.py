@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
@@ -21,6 +22,21 @@ def make_mesh(devices=None) -> Mesh:
 
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
+
+
+def replicate(tree, mesh: Mesh):
+  """`tree` replicated on every device of the mesh (every process), from
+  host arrays, arrays on one local device (as `jaxgan.runs.restore` gives
+  them) or arrays already replicated there (kept as they are). Every process
+  must pass the same values."""
+  target = replicated(mesh)
+
+  def put(x):
+    if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(target, x.ndim):
+      return x
+    return jax.device_put(np.asarray(x) if isinstance(x, jax.Array) else x, target)
+
+  return jax.tree.map(put, tree)
 
 
 def data_sharded(mesh: Mesh) -> NamedSharding:
@@ -45,3 +61,28 @@ def to_global_batch(local_batch, mesh: Mesh):
   sharding = data_sharded(mesh)
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x),
                       local_batch)
+
+
+def map_batch(fn, args, batch, mesh: Mesh):
+  """`fn(args, batch)` with the batch's rows split over every device of the
+  mesh (every process), gathered back to NumPy on every process, in row
+  order: evaluation's sampling and feature extraction. `args` (parameters)
+  must be replicated on the mesh (`replicate`); `batch` is a pytree of host
+  arrays with the same leading size N, the same on every process (each
+  takes its own rows); rows are padded with zeros to a multiple of the
+  device count and the padding dropped from the outputs. `fn` is jitted."""
+  n = len(jax.tree.leaves(batch)[0])
+  devices, processes = mesh.devices.size, jax.process_count()
+  padded = -(-n // devices) * devices
+  local = padded // processes
+  first = jax.process_index() * local
+
+  def rows(x):
+    x = np.asarray(x)
+    x = np.concatenate([x, np.zeros((padded - n, *x.shape[1:]), x.dtype)]) if padded > n else x
+    return x[first:first + local]
+
+  out = fn(args, to_global_batch(jax.tree.map(rows, batch), mesh))
+  if processes > 1:
+    out = multihost_utils.process_allgather(out, tiled=True)
+  return jax.tree.map(lambda y: np.asarray(y)[:n], out)

@@ -5,7 +5,10 @@ import atexit
 import functools
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
@@ -24,6 +27,8 @@ xla_flags.add_defaults()  # The flags the experiments run with.
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+from jaxgan.writers import read_metrics  # noqa: E402
 
 MNIST_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
 
@@ -155,3 +160,47 @@ def assert_adam_states_close(ref_stats, got_stats, ref_params, got_params, lr: f
     off += int(np.sum(diff > 1e-6))
     total += np.size(a)
   assert off <= 1e-4 * total, f"{off} of {total} parameters differ by more than 1e-6"
+
+
+def write_folder(root, n: int = 96, sizes=((8, 8), (10, 12), (12, 9))) -> str:
+  """`n` of scikit-learn's digits as RGB PNGs of several sizes (so every
+  image is fitted), two classes of subfolders; returns the dataset string."""
+  import numpy as np
+  from PIL import Image
+  from jaxgan.data.arrays import load_digits
+  digits = load_digits().images["train"][:n, :, :, 0]
+  for i, x in enumerate(digits):
+    h, w = sizes[i % len(sizes)]
+    rgb = np.stack([x, 255 - x, np.roll(x, 1, axis=1)], -1)
+    image = Image.fromarray(rgb).resize((w, h), Image.NEAREST)
+    d = os.path.join(root, "even" if i % 2 == 0 else "odd")
+    os.makedirs(d, exist_ok=True)
+    image.save(os.path.join(d, f"{i:04d}.png"))
+  return f"folder:{root}"
+
+
+def signal_dcgan_run(workdir: str, fields: dict, sig: int, after_records: int,
+                     timeout: float = 240) -> tuple[int, str]:
+  """Starts `python -m experiments.dcgan --workdir WORKDIR` with `fields`
+  (and num_train_steps=100000) in a subprocess, sends it `sig` once its
+  metrics.jsonl holds `after_records` records, and returns its exit status
+  and stderr; the subprocess is always reaped."""
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  args = [sys.executable, "-m", "experiments.dcgan", "--workdir", workdir]
+  args += [f"--config.{k}={v}" for k, v in fields.items()]
+  proc = subprocess.Popen(args + ["--config.num_train_steps=100000"], cwd=repo,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+      if len(read_metrics(workdir)) >= after_records:
+        break
+      time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.communicate()
+  return proc.returncode, err

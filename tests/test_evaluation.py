@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -68,14 +69,13 @@ def test_generator_scores_far_from_real_data(runs):
 def test_features_are_computed_at_full_float32_precision(runs, monkeypatch):
   """Extractors trace and run under default_matmul_precision("highest"), so
   GPUs do not fall back to TF32 in evaluation (on CPU it changes nothing)."""
-  import jax
   clf_dir, _ = runs
   extractor = run_lib.extractor(clf_dir)  # a bare run directory names a classifier run too
   seen, apply = [], extractor._apply
 
-  def spy(x):
+  def spy(params, x):
     seen.append(jax.config.jax_default_matmul_precision)
-    return apply(x)
+    return apply(params, x)
 
   monkeypatch.setattr(extractor, "_apply", spy)
   features, _ = extractor(np.zeros((5, 8, 8, 1), np.float32))
@@ -250,3 +250,62 @@ def test_samples_written_elsewhere_score_like_the_run(runs, tmp_path):
     evaluation.load_samples(str(tmp_path / "float.npz"))
   with pytest.raises(DataError, match="holds no PNG/JPEG"):
     evaluation.load_samples(str(tmp_path))
+
+
+def test_sampling_and_features_split_over_eight_devices_equal_one_devices(runs, num_devices):
+  """generate and the classifier's feature extraction (the Inception
+  extractor shares `_in_batches`) with each batch's rows split over the 8
+  simulated devices (the default) give one device's numbers; 37 rows in batches of 20 do not divide by 8 (padding dropped)."""
+  from jaxgan import sharding
+  from jaxgan.evaluation.extractors import ClassifierExtractor
+  from jaxgan.evaluation.generators import generate
+  clf_dir, gan_dir = runs
+  gan = run_lib.restore(gan_dir, expect="gan")
+  one = sharding.make_mesh(jax.devices()[:1])
+  eight = generate(gan.task, gan.state, 37, seed=5, batch_size=20)
+  single = generate(gan.task, gan.state, 37, seed=5, batch_size=20, mesh=one)
+  assert eight.shape == single.shape == (37, 28, 28, 1)
+  np.testing.assert_allclose(eight, single, rtol=1e-5, atol=1e-6)
+  clf = run_lib.restore(clf_dir, expect="classifier")
+  f8, p8 = ClassifierExtractor(clf, batch_size=20)(eight)
+  f1, p1 = ClassifierExtractor(clf, batch_size=20, mesh=one)(eight)
+  assert f8.shape == f1.shape and len(f8) == 37
+  np.testing.assert_allclose(f8, f1, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(p8, p1, rtol=1e-5, atol=1e-7)
+
+
+def test_cli_on_two_processes_equals_one(runs, tmp_path):
+  """`experiments.evaluate` on 2 processes x 2 devices (jax.distributed on
+  localhost): each computes its share, process 0 alone writes the result,
+  which equals one process's scores."""
+  import socket
+  from conftest import env_with_devices
+  clf_dir, gan_dir = runs
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  export = str(tmp_path / "samples.npz")
+  env = dict(env_with_devices(2), JAX_PLATFORMS="cpu")
+  procs = [subprocess.Popen(
+      [sys.executable, "-m", "experiments.evaluate", f"--workdir={gan_dir}", "--step=2",
+       f"--features={clf_dir}", "--num_samples=37", f"--export={export}",
+       f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"],
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for i in range(2)]
+  try:
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.communicate()
+  assert [p.returncode for p in procs] == [0, 0], "\n\n".join(o[-3000:] for o in outputs)
+  assert "fid" in outputs[0] and "fid" not in outputs[1]  # process 0 reports
+  with open(os.path.join(gan_dir, "evaluation_step_2.json")) as f:
+    two = json.load(f)
+  one = evaluation.evaluate_generator(run_lib.restore(gan_dir, 2),
+                                      run_lib.extractor(f"classifier:{clf_dir}"), num_samples=37)
+  assert two["protocol"]["num_generated"] == one["protocol"]["num_generated"] == 37
+  for key in KEYS[:-1]:
+    np.testing.assert_allclose(two[key], one[key], rtol=1e-4, atol=1e-6, err_msg=key)
+  assert np.load(export)["images"].shape == (37, 28, 28, 1)

@@ -1,7 +1,9 @@
 """Two processes x 2 CPU devices (jax.distributed on localhost, gloo
 collectives) train the small test DCGAN (conftest.TINY_DCGAN) to the same
 parameters as one process x 4 devices given the same global batches (the
-three processes run at once); likewise the self-conditioned
+three processes run at once): the two processes stream a folder of PNGs
+(data_pipeline="streamed", a worker process each, each reading only its own
+rows), the one process holds it in memory (indexed); likewise the self-conditioned
 `cluster_projection` preset, whose k-means clusters process 0 fits and
 broadcasts. The test starts and reaps its processes itself, with timeouts,
 so it cannot hang."""
@@ -17,7 +19,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import TINY_DCGAN, assert_adam_states_close, env_with_devices
+from conftest import TINY_DCGAN, assert_adam_states_close, env_with_devices, write_folder
 from experiments.configs import gan as gan_configs
 from jaxgan import sharding
 from jaxgan.checkpoint import Checkpointer
@@ -56,16 +58,20 @@ def _env(num_devices: int) -> dict:
   return dict(env, JAX_PLATFORMS="cpu", JAXGAN_XLA_DEFAULTS="0")
 
 
-def _run_processes(preset: str, workdir: str, reference_out: str, timeout: float = 420):
-  """The two-process run and, at the same time, the one-process reference."""
-  command, fields = CASES[preset]
+def _run_processes(preset: str, fields: dict, workdir: str, reference_out: str,
+                   timeout: float = 420):
+  """The two-process run and, at the same time, the one-process reference
+  (of the indexed pipeline)."""
+  command, _ = CASES[preset]
+  reference_fields = dict(fields, data_pipeline="indexed")
   args = [sys.executable, *command, "--workdir", workdir,
           f"--coordinator_address=localhost:{_free_port()}", "--num_processes=2"]
   args += [f"--config.{k}={v}" for k, v in fields.items()]
   procs = [subprocess.Popen(args + [f"--process_id={i}"], cwd=REPO, env=_env(2),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
            for i in range(2)]
-  procs.append(subprocess.Popen([sys.executable, "-c", _REFERENCE, reference_out, preset, repr(fields)],
+  procs.append(subprocess.Popen([sys.executable, "-c", _REFERENCE, reference_out, preset,
+                                 repr(reference_fields)],
                                 cwd=REPO, env=_env(4), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True))
   deadline = time.time() + timeout
@@ -114,8 +120,14 @@ np.savez(out, *[np.asarray(x) for x in jax.tree.leaves(jax.device_get(state))])
 @pytest.mark.parametrize("preset", list(CASES))
 def test_two_processes_match_one_process_with_four_devices(tmp_path, preset):
   workdir, out = str(tmp_path / "run"), str(tmp_path / "reference.npz")
-  codes, outputs = _run_processes(preset, workdir, out)
+  fields = CASES[preset][1]
+  if preset == "dcgan":
+    fields = dict(fields, dataset=write_folder(tmp_path / "folder"), train_split="train[:80]",
+                  eval_split="train[80:]", data_pipeline="streamed", data_workers=1)
+  codes, outputs = _run_processes(preset, fields, workdir, out)
   assert codes == [0, 0, 0], "\n\n".join(o[-3000:] for o in outputs)
+  if preset == "dcgan":
+    assert "Input: streamed pipeline, 1 worker process" in outputs[0]
 
   # Process 0 alone wrote the logs and metadata; both wrote the checkpoint.
   assert [r["step"] for r in read_metrics(workdir)] == [1, 2, 3]
@@ -127,7 +139,7 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path, preset):
 
   # The two-process checkpoint, restored here, against the reference's state.
   config = gan_configs.get_config(preset)
-  config.update(CASES[preset][1])
+  config.update(fields)
   task = make_task(config, Data(config))
   repl = sharding.replicated(sharding.make_mesh(jax.devices()))
   two = jax.device_get(Checkpointer(workdir).restore(
@@ -149,3 +161,71 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path, preset):
   jax.tree.map(np.testing.assert_array_equal, one.clusters, two.clusters)
   assert_adam_states_close(stats(one), stats(two), params(one), params(two),
                            config.d_learning_rate, steps=STEPS)
+
+
+# Evaluation's sampling and feature extraction on a mesh of every device of
+# every process (`sharding.map_batch`): a freshly initialised test DCGAN's 37
+# samples (batches of 20, so rows are padded) and a freshly initialised
+# classifier's features of them. Argument 1: "distributed" (then coordinator,
+# process count and id) or "one" (this process, one device). The parameters
+# go in as host NumPy arrays (the GAN's) and on one local device (the
+# classifier's, as `jaxgan.runs.restore` gives them).
+_EVALUATE = """
+import sys, types
+import jax, numpy as np
+if sys.argv[2] == "distributed":
+  jax.distributed.initialize(sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+from experiments.configs.classifier import get_config as classifier_config
+from experiments.configs.gan import get_config as gan_config
+from jaxgan import sharding
+from jaxgan.evaluation.extractors import ClassifierExtractor
+from jaxgan.evaluation.generators import generate
+from jaxgan.tasks.classifier import ClassifierTask
+from jaxgan.tasks.gan import make_task
+from jaxgan.data import Data
+mesh = None if sys.argv[2] == "distributed" else sharding.make_mesh(jax.devices()[:1])
+config = gan_config("dcgan")
+config.update(dict(image_size=16, ngf=8, ndf=8, dataset="digits"))
+task = make_task(config, Data(config))
+state = jax.device_get(jax.jit(task.init_state)(jax.random.PRNGKey(3)))
+fake = generate(task, state, 37, seed=5, batch_size=20, mesh=mesh)
+clf_config = classifier_config()
+clf_config.update(dict(dataset="digits", image_size=16))
+clf_task = ClassifierTask(clf_config, (16, 16, 1), 10)
+# As jaxgan.runs.restore gives a state: on this process's first device.
+clf_state = jax.device_put(jax.device_get(jax.jit(clf_task.init_state)(jax.random.PRNGKey(4))),
+                           jax.local_devices()[0])
+run = types.SimpleNamespace(config=clf_config, task=clf_task, state=clf_state, step=0,
+                            dir="none", checkpoint_sha256=lambda: "none")
+features, probs = ClassifierExtractor(run, batch_size=20, mesh=mesh)(fake)
+np.savez(sys.argv[1], fake=fake, features=features, probs=probs,
+         devices=jax.device_count(), processes=jax.process_count())
+"""
+
+
+def test_evaluation_split_over_two_processes_equals_one_device(tmp_path):
+  """Sampling and feature extraction with each batch's rows split over 2
+  processes x 2 devices: every process gets all 37 rows back, equal to one
+  process on one device."""
+  address = f"localhost:{_free_port()}"
+  outs = [str(tmp_path / f"{name}.npz") for name in ("p0", "p1", "one")]
+  commands = [[sys.executable, "-c", _EVALUATE, outs[i], "distributed", address, "2", str(i)]
+              for i in range(2)] + [[sys.executable, "-c", _EVALUATE, outs[2], "one"]]
+  procs = [subprocess.Popen(c, cwd=REPO, env=_env(2), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True) for c in commands]
+  outputs = []
+  try:
+    for p in procs:
+      outputs.append(p.communicate(timeout=300)[0])
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.communicate()
+  assert [p.returncode for p in procs] == [0, 0, 0], "\n\n".join(o[-3000:] for o in outputs)
+  p0, p1, one = (np.load(o) for o in outs)
+  assert int(p0["processes"]) == 2 and int(p0["devices"]) == 4 and int(one["processes"]) == 1
+  assert one["fake"].shape == (37, 16, 16, 1)
+  for name in ("fake", "features", "probs"):
+    np.testing.assert_array_equal(p0[name], p1[name])
+    np.testing.assert_allclose(p0[name], one[name], rtol=1e-5, atol=1e-6)

@@ -5,15 +5,12 @@ resume with a different config is refused; SIGTERM checkpoints and exits."""
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import TINY_DCGAN
+from conftest import TINY_DCGAN, signal_dcgan_run
 from experiments import dcgan
 from experiments.configs.dcgan import get_config
 from jaxgan.checkpoint import Checkpointer
@@ -88,24 +85,8 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tmp_path, capsys):
   workdir = str(tmp_path / "run")
   fields = dict(dataset="digits", batch_size=16, log_every_steps=1, checkpoint_every_steps=1000,
                 sample_every_steps=1000, eval_every_steps=0, **TINY_DCGAN)
-  args = [sys.executable, "-m", "experiments.dcgan", "--workdir", workdir]
-  args += [f"--config.{k}={v}" for k, v in fields.items()]
-  proc = subprocess.Popen(args + ["--config.num_train_steps=100000"], cwd=REPO,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  try:
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-      if len(read_metrics(workdir)) >= 3:
-        break
-      time.sleep(0.5)
-    assert proc.poll() is None, proc.communicate()[1][-2000:]
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-  finally:
-    if proc.poll() is None:
-      proc.kill()
-      proc.communicate()
-  assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+  returncode, err = signal_dcgan_run(workdir, fields, signal.SIGTERM, after_records=3)
+  assert returncode == 128 + signal.SIGTERM, err[-2000:]
   assert "Stopped by SIGTERM at step" in err and "Rerun the same command to resume" in err
   step = Checkpointer(workdir).latest_step()
   assert step is not None and step >= 3 and step % 1000  # saved at the signal, not on schedule

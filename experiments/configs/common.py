@@ -24,11 +24,16 @@ def base_config(task: str, image_size: int = 28) -> ml_collections.ConfigDict:
   config.train_split = "train"
   config.eval_split = "test"
   config.image_size = image_size  # images are centre-cropped and resized to it
-  # "indexed": the split in memory, batches by a seeded permutation (no
-  # TensorFlow); "tfdata": streamed through tf.data (splits too large for
-  # memory; runs made before the indexed pipeline). jaxgan/data/pipeline.py.
-  config.data_pipeline = "indexed"
-  # indexed: "auto" (on the devices when the split fits in 1 GiB), True or False.
+  # "auto": "indexed" when the fitted splits take at most a quarter of this
+  # machine's memory, else "streamed" (the log says which); "indexed": the
+  # split in memory, batches by a seeded permutation; "streamed": the same
+  # batches read on demand through grain, memory independent of the split's
+  # size; "tfdata": tf.data (runs made before the indexed pipeline).
+  # jaxgan/data/pipeline.py, docs/data.md.
+  config.data_pipeline = "auto"
+  # streamed: worker processes decoding and fitting images ("auto": half the
+  # CPUs, 1-8; 0: threads of the training process).
+  config.data_workers = ml_collections.FieldReference("auto", field_type=object)
   config.data_on_device = ml_collections.FieldReference("auto", field_type=object)
 
   config.shuffle_buffer = 10_000  # tfdata: examples in the shuffle buffer

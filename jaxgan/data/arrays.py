@@ -60,6 +60,35 @@ class ArraySource(IndexedSource):
     images, labels = self._select(spec)
     return center_crop_resize(images, size), labels.astype(np.int64)
 
+  def reader(self, spec: str) -> "ArrayReader":
+    ranges = resolve_split(spec, self.splits)
+    return ArrayReader(f"{self.name} {spec}", [self.images[s][a:b] for s, a, b in ranges],
+                       [self.labels[s][a:b] for s, a, b in ranges])
+
+
+class ArrayReader:
+  """Rows of in-memory arrays (views of the source's, no copy)."""
+
+  in_memory = True
+
+  def __init__(self, where: str, images: list[np.ndarray], labels: list[np.ndarray]):
+    self.where, self._images, self._labels = where, images, labels
+    self._starts = np.cumsum([0] + [len(x) for x in images])
+
+  def __len__(self) -> int:
+    return int(self._starts[-1])
+
+  def _locate(self, i: int) -> tuple[int, int]:
+    part = int(np.searchsorted(self._starts, i, side="right")) - 1
+    return part, i - int(self._starts[part])
+
+  def read(self, i: int) -> tuple[np.ndarray, int]:
+    part, row = self._locate(i)
+    return self._images[part][row], int(self._labels[part][row])
+
+  def name_of(self, i: int) -> str:
+    return f"row {i}"
+
 
 _IDX_NAME = re.compile(r"^(train|t10k)-(images|labels)[-.]idx(\d)-ubyte(\.gz)?$")
 

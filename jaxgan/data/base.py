@@ -87,3 +87,31 @@ class DataSource(Protocol):
   def examples(self, spec: str, process_index: int, process_count: int):
     """One process's shard as a tf.data.Dataset of {"image": uint8 [H, W, C],
     "label": int64}: the tf.data pipeline's input; imports TensorFlow."""
+
+  def reader(self, spec: str) -> "ExampleReader":
+    """Random access to split `spec`'s examples, without reading them: the
+    streamed pipeline's input (jaxgan/data/streamed.py)."""
+
+
+@runtime_checkable
+class ExampleReader(Protocol):
+  """One split's examples by number, read on demand; picklable (the streamed
+  pipeline sends it to its worker processes), so what it holds is small:
+  paths and offsets, not pixels, except where `in_memory`."""
+
+  where: str
+  """The source and split, for messages."""
+
+  in_memory: bool
+  """Whether the examples are already in this process's memory (arrays):
+  then they are read in a thread, never copied into worker processes."""
+
+  def __len__(self) -> int:
+    """Examples in the split."""
+
+  def read(self, i: int) -> tuple[np.ndarray, int]:
+    """Example i: (uint8 [H, W, C], its integer label); raises on a file or
+    record that cannot be decoded."""
+
+  def name_of(self, i: int) -> str:
+    """What example i is, for messages (its file, record or row)."""

@@ -65,6 +65,30 @@ class FolderSource(IndexedSource):
       images.append(center_crop_resize(x.reshape(*x.shape[:2], self.channels)[None], size)[0])
     return np.stack(images), labels.astype(np.int64)
 
+  def reader(self, spec: str) -> "FileReader":
+    files, labels = self._select(spec)
+    return FileReader(f"{self.name} {spec}", files, labels, self.channels)
+
+
+class FileReader:
+  """Image files by number, decoded on demand (Pillow)."""
+
+  in_memory = False
+
+  def __init__(self, where: str, files: list[str], labels: np.ndarray, channels: int):
+    self.where, self.files, self.labels, self.channels = where, files, labels, channels
+
+  def __len__(self) -> int:
+    return len(self.files)
+
+  def read(self, i: int) -> tuple[np.ndarray, int]:
+    with Image.open(self.files[i]) as im:
+      x = np.asarray(im.convert("L" if self.channels == 1 else "RGB"), np.uint8)
+    return x.reshape(*x.shape[:2], self.channels), int(self.labels[i])
+
+  def name_of(self, i: int) -> str:
+    return self.files[i]
+
 
 def _list_images(directory: str) -> list[str]:
   return sorted(os.path.join(directory, f) for f in os.listdir(directory)

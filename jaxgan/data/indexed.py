@@ -100,14 +100,7 @@ class IndexedFeed:
   def __init__(self, images: np.ndarray, labels: np.ndarray, config, mesh, start_batch: int,
                on_device: bool):
     self.images, self.labels = images, labels.astype(np.int32)
-    self.mesh = mesh
-    self.global_batch = int(config.batch_size)
-    self.seed = int(np.random.SeedSequence([config.seed, 0x1D]).generate_state(1)[0]) % 2**31
-    self.order = Order(self.seed, len(images), self.global_batch)
-    self.crop_padding = int(config.get("augment_crop_padding", 0))
-    self.flip = bool(config.get("augment_flip", False))
-    if self.crop_padding < 0:
-      raise ValueError(f"config.augment_crop_padding must be >= 0, got {self.crop_padding}.")
+    self._configure(config, mesh, len(images))
     self.on_device = on_device
     self.resident = None
     if on_device:
@@ -115,12 +108,24 @@ class IndexedFeed:
       self.resident = {
           "image": jax.make_array_from_process_local_data(repl, self.images),
           "label": jax.make_array_from_process_local_data(repl, self.labels)}
+    self._inputs = prefetched(self._host_inputs(start_batch), self._to_global)
+
+  def _configure(self, config, mesh, num_examples: int) -> None:
+    """The order, augmentation and this process's rows (shared with the
+    streamed pipeline, which must give the same batches)."""
+    self.mesh = mesh
+    self.global_batch = int(config.batch_size)
+    self.seed = int(np.random.SeedSequence([config.seed, 0x1D]).generate_state(1)[0]) % 2**31
+    self.order = Order(self.seed, num_examples, self.global_batch)
+    self.crop_padding = int(config.get("augment_crop_padding", 0))
+    self.flip = bool(config.get("augment_flip", False))
+    if self.crop_padding < 0:
+      raise ValueError(f"config.augment_crop_padding must be >= 0, got {self.crop_padding}.")
     # This process's rows of each global batch (processes own contiguous
     # blocks of the mesh's devices, in process order).
     local = self.global_batch // jax.process_count()
     first = jax.process_index() * local
     self._rows = slice(first, first + local)
-    self._inputs = prefetched(self._host_inputs(start_batch), self._to_global)
 
   def _host_inputs(self, batch_number: int) -> Iterator[dict]:
     while True:

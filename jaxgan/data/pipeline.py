@@ -1,14 +1,21 @@
 """Input pipelines, deterministic given the seed, delivering global `jax.Array`s
-on the mesh. `config.data_pipeline` picks one:
+on the mesh. `config.data_pipeline` picks one by name (`PIPELINES`):
 
-- `"indexed"` (default; no TensorFlow): the split held in memory as uint8,
+- `"indexed"` (no TensorFlow): the split held in memory as uint8,
   batches chosen by a seeded per-epoch permutation from the step number,
   gathered on the devices (`data_on_device`) or the host, scaled and
   augmented inside the jitted step (jaxgan/data/indexed.py).
+- `"streamed"` (no TensorFlow): bitwise the same batches, each process
+  reading only its rows of each batch on demand, decoded in `data_workers`
+  worker processes through grain: memory does not grow with the split
+  (jaxgan/data/streamed.py).
+- `"auto"` (the default): indexed when the fitted train and eval splits take
+  at most `HOST_FRACTION` of this machine's memory, else streamed; the run's
+  log says which (`Data.describe`). The two give the same batches, so a run
+  may resume under either.
 - `"tfdata"`: each process's shard streamed through tf.data with a shuffle
-  buffer (jaxgan/data/tfdata.py): for splits too large for memory, and the
-  pipeline of runs made before the indexed one (their config.json lacks the
-  field and resumes with it).
+  buffer (jaxgan/data/tfdata.py): the pipeline of runs made before the
+  indexed one (their config.json lacks the field and resumes with it).
 
 Train batches: `{"image": float32 [B, S, S, C] in [-1, 1], "label": int32 [B]}`.
 Eval batches add `"mask"` (1.0 for real examples, 0.0 for padding) so that every
@@ -19,19 +26,30 @@ of eval steps.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from collections.abc import Iterator
 
 import jax
 import numpy as np
 
 from jaxgan import provenance, sharding
-from jaxgan.data import indexed
+from jaxgan.data import indexed, streamed
 from jaxgan.data.prefetch import prefetched
 from jaxgan.data.base import DataError
 from jaxgan.data.sources import get_source
 from jaxgan.data.tfds import tensorflow_available
 
-PIPELINES = ("indexed", "tfdata")
+PIPELINES = ("auto", "indexed", "streamed", "tfdata")
+# What a run records of its data, beside config.json (`Data.save_info`).
+INFO_FILE = "data.json"
+# "auto" holds a split in memory when the fitted train and eval splits take at
+# most this fraction of physical memory (fitting peaks at about twice that).
+HOST_FRACTION = 0.25
+
+
+def physical_memory_bytes() -> int:
+  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,30 +82,91 @@ class StreamFeed:
 
 
 class Data:
-  """A resolved dataset: its source plus the config fields that shape batches."""
+  """A resolved dataset: its source plus the config fields that shape batches.
 
-  def __init__(self, config):
+  With `info` (what a run recorded in its data.json, `save_info`), the source
+  is opened only when examples are read: a trained run is restored, sampled
+  and scored against a reference file without its data present.
+  """
+
+  def __init__(self, config, info: DatasetInfo | None = None):
     self.config = config
     self.pipeline = provenance.added_field(config, "data_pipeline")
     if self.pipeline not in PIPELINES:
       raise ValueError(f"Unknown config.data_pipeline {self.pipeline!r}; use one of "
                        f"{', '.join(PIPELINES)}.")
-    if self.pipeline == "tfdata" and not tensorflow_available():
+    if self.pipeline == "tfdata" and info is None and not tensorflow_available():
       raise DataError("data_pipeline='tfdata' (also the pipeline of runs made before the "
                       "indexed one) needs TensorFlow, which is not installed: pip install -e "
                       "'.[tf]', or for a new run use --config.data_pipeline=indexed.")
-    self.source = get_source(config.dataset, config.get("data_dir"))
+    self._source = None
     self.image_size = int(config.image_size)
-    channels = self.source.channels
-    train_n = sum(self.source.shard_sizes(config.train_split, 1))
-    eval_n = sum(self.source.shard_sizes(config.eval_split, 1)) if config.eval_split else 0
+    if info is None:
+      info = self._read_info()
+    self.info = info
+    self._splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    self.workers = streamed.worker_count(config.get("data_workers", "auto"))
+    self.requested = self.pipeline
+    if self.pipeline == "auto":
+      self.pipeline = "indexed" if self.fitted_bytes() <= self.host_budget() else "streamed"
+    if self.pipeline == "streamed" and indexed.on_device_setting(
+        config.get("data_on_device", "auto")) is True:
+      raise ValueError("data_on_device=True needs the split in memory: "
+                       "--config.data_pipeline=indexed (or auto), not streamed.")
+
+  @property
+  def source(self):
+    """The `DataSource` (opened, and its files checked, on first use)."""
+    if self._source is None:
+      self._source = get_source(self.config.dataset, self.config.get("data_dir"))
+    return self._source
+
+  def _read_info(self) -> DatasetInfo:
+    config, source = self.config, self.source
+    train_n = sum(source.shard_sizes(config.train_split, 1))
+    eval_n = sum(source.shard_sizes(config.eval_split, 1)) if config.eval_split else 0
     if train_n == 0:
       raise DataError(f"train_split {config.train_split!r} of {config.dataset!r} is empty.")
-    names = self.source.class_names
-    self.info = DatasetInfo(self.source.name, (self.image_size, self.image_size, channels),
-                            self.source.num_classes, train_n, eval_n,
-                            tuple(names) if names else None)
-    self._splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    names = source.class_names
+    return DatasetInfo(source.name, (self.image_size, self.image_size, source.channels),
+                       source.num_classes, train_n, eval_n, tuple(names) if names else None)
+
+  def save_info(self, workdir: str) -> None:
+    """Writes `workdir/data.json`: what a restore needs of the data."""
+    path = os.path.join(workdir, INFO_FILE)
+    with open(path + ".tmp", "w") as f:
+      json.dump(dataclasses.asdict(self.info), f, indent=1)
+    os.replace(path + ".tmp", path)
+
+  def fitted_bytes(self) -> int:
+    """What the train and eval splits take in memory at image_size (uint8)."""
+    return (self.info.num_train_examples + self.info.num_eval_examples) * int(
+        np.prod(self.info.image_shape))
+
+  @staticmethod
+  def host_budget() -> int:
+    return int(physical_memory_bytes() * HOST_FRACTION)
+
+  def describe(self) -> str:
+    """One line for the run's log: which pipeline reads the data, and why."""
+    size = f"{self.fitted_bytes() / 2**20:,.0f} MiB fitted"
+    why = (f"{size}, {'within' if self.pipeline == 'indexed' else 'over'} the "
+           f"{self.host_budget() / 2**30:.1f} GiB host budget" if self.requested == "auto"
+           else f"{size}, as config.data_pipeline says")
+    if self.pipeline == "indexed":
+      setting = indexed.on_device_setting(self.config.get("data_on_device", "auto"))
+      where = ("on the devices" if setting is True or (
+          setting == "auto" and self.info.num_train_examples * np.prod(self.info.image_shape)
+          <= indexed.AUTO_DEVICE_BYTES) else "in host memory")
+      what = f"indexed pipeline, the train split {where}"
+    elif self.pipeline == "streamed":
+      what = (f"streamed pipeline, {self.workers} worker process"
+              f"{'es' if self.workers != 1 else ''} (data_workers)")
+    else:
+      what = "tf.data pipeline"
+    return (f"Input: {what}; {self.info.num_train_examples:,} train + "
+            f"{self.info.num_eval_examples:,} eval examples of {self.info.name} at "
+            f"{'x'.join(map(str, self.info.image_shape))} ({why}).")
 
   def split(self, spec: str) -> tuple[np.ndarray, np.ndarray]:
     """The whole split at image_size: (uint8 [N, S, S, C], int64 labels [N]),
@@ -108,6 +187,9 @@ class Data:
                          "batches from the host).")
       local_batch = sharding.local_batch_size(self.config.batch_size, mesh)
       return StreamFeed(device_batches(self.train_dataset(local_batch, start_batch), mesh))
+    if self.pipeline == "streamed":
+      return streamed.StreamedFeed(self.source.reader(self.config.train_split), self.config,
+                                   mesh, start_batch, self.image_size, self.workers)
     images, labels = self.split(self.config.train_split)
     on_device = indexed.fits_on_device(images, setting)
     return indexed.IndexedFeed(images, labels, self.config, mesh, start_batch, on_device)
@@ -117,6 +199,11 @@ class Data:
     if self.pipeline == "tfdata":
       ds, num_batches = self.eval_dataset(local_batch)
       return device_batches(ds, mesh), num_batches
+    if self.pipeline == "streamed":
+      batches, num_batches = streamed.eval_batches(
+          self.source.reader(self.config.eval_split), local_batch, jax.process_index(),
+          jax.process_count(), self.image_size, self.workers)
+      return device_batches(batches, mesh), num_batches
     images, labels = self.split(self.config.eval_split)
     batches, num_batches = indexed.eval_batches(images, labels, local_batch,
                                                 jax.process_index(), jax.process_count())
@@ -131,8 +218,11 @@ class Data:
     if self.pipeline == "tfdata":
       from jaxgan.data import tfdata
       return tfdata.first_images(self, split, n, batch, with_labels)
-    images, labels = self.split(split)
-    images, labels = images[:n], labels[:n]
+    if self.pipeline == "streamed":
+      images, labels = streamed.first_images(self.source.reader(split), n, self.image_size)
+    else:
+      images, labels = self.split(split)
+      images, labels = images[:n], labels[:n]
     if not len(images):
       raise DataError(f"Split {split!r} of {self.source.name} has no examples.")
     images = indexed.to_model_range(images)
@@ -152,6 +242,23 @@ class Data:
     """(This process's padded tf.data eval batches, the number of batches)."""
     from jaxgan.data import tfdata
     return tfdata.eval_dataset(self, local_batch, process_index, process_count)
+
+
+def load_info(run_dir: str) -> DatasetInfo | None:
+  """The DatasetInfo a run recorded (None for runs made before data.json)."""
+  path = os.path.join(run_dir, INFO_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    fields = json.load(f)
+  try:
+    fields["image_shape"] = tuple(fields["image_shape"])
+    if fields.get("class_names") is not None:
+      fields["class_names"] = tuple(fields["class_names"])
+    return DatasetInfo(**fields)
+  except (KeyError, TypeError) as e:
+    raise DataError(f"{path} is damaged ({e}); delete it to read the run's data "
+                    "instead.") from None
 
 
 def device_batches(ds, mesh, prefetch: int = 2) -> Iterator:

@@ -2,9 +2,9 @@
 
   python -m jaxgan.data.prepare mnist --data_dir ~/tensorflow_datasets
 
-Written in the array_record format by default, which the indexed pipeline
-(`data_pipeline = "indexed"`, the default) reads without TensorFlow; the
-tf.data pipeline needs `--file_format tfrecord`. Preparing needs TensorFlow.
+Written in the array_record format by default, which the indexed and
+streamed pipelines read without TensorFlow (the streamed one by random
+access); the tf.data pipeline needs `--file_format tfrecord`. Preparing needs TensorFlow.
 Copy the resulting directory to the offline machine and pass
 `--config.data_dir=DIR` (or set TFDS_DATA_DIR).
 """
@@ -19,7 +19,7 @@ def main(argv=None) -> int:
   parser.add_argument("names", nargs="+", help="TFDS dataset names, e.g. mnist cifar10")
   parser.add_argument("--data_dir", default=None, help="where to write (TFDS's default if unset)")
   parser.add_argument("--file_format", default="array_record", choices=("array_record", "tfrecord"),
-                      help="array_record: read without TensorFlow (indexed pipeline); "
+                      help="array_record: read without TensorFlow (indexed, streamed); "
                            "tfrecord: for data_pipeline=tfdata")
   args = parser.parse_args(argv)
   try:

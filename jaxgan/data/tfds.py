@@ -79,7 +79,7 @@ class TFDSSource:
     installed, else by random access (`tfds.data_source`, which needs the
     dataset prepared in the array_record format: `jaxgan.data.prepare` does)."""
     self._check_split(spec)
-    file_format = str(getattr(self.builder.info, "file_format", "") or "")
+    file_format = str(getattr(self.builder.info, "file_format", "") or "").lower()
     if "array_record" not in file_format and tensorflow_available():
       import tensorflow_datasets as tfds
       examples = tfds.as_numpy(self.examples(spec, 0, 1))
@@ -93,6 +93,20 @@ class TFDSSource:
       raise DataError(f"Split {spec!r} of {self.name} has no examples.")
     return np.stack(images), np.asarray(labels, np.int64)
 
+  def reader(self, spec: str) -> "TFDSReader":
+    self._check_split(spec)
+    self._data_source_or_error(spec)  # An unreadable format: one line now, not in a worker.
+    return TFDSReader(f"{self.name} {spec}", str(self.builder.data_dir), spec)
+
+  def _data_source_or_error(self, spec: str):
+    try:
+      return self.builder.as_data_source(split=spec)
+    except (NotImplementedError, ValueError, FileNotFoundError) as e:
+      raise DataError(
+          f"TFDS dataset {self.name!r} cannot be read by random access ({e}): it is prepared "
+          "in the tfrecord format. Prepare it in array_record (`python -m jaxgan.data.prepare "
+          f"{self.name}` does) or use --config.data_pipeline=tfdata (needs TensorFlow).") from None
+
   def _data_source(self, spec: str):
     try:
       source = self.builder.as_data_source(split=spec)
@@ -102,6 +116,37 @@ class TFDSSource:
           "in the tfrecord format. Prepare it in array_record (`python -m jaxgan.data.prepare "
           f"{self.name}` does) or install TensorFlow (pip install 'jaxgan[tf]').") from None
     return ({"image": ex["image"], "label": ex.get("label", 0)} for ex in source)
+
+
+class TFDSReader:
+  """A prepared array_record TFDS split by number (`tfds.data_source`),
+  opened on first use in each process: what is pickled is the directory."""
+
+  in_memory = False
+
+  def __init__(self, where: str, data_path: str, spec: str):
+    self.where, self.data_path, self.spec = where, data_path, spec
+    self._source = None
+    self._len = len(self._open())
+
+  def _open(self):
+    if self._source is None:
+      import tensorflow_datasets as tfds
+      self._source = tfds.builder_from_directory(self.data_path).as_data_source(split=self.spec)
+    return self._source
+
+  def __getstate__(self):
+    return {**self.__dict__, "_source": None}
+
+  def __len__(self) -> int:
+    return self._len
+
+  def read(self, i: int) -> tuple[np.ndarray, int]:
+    ex = self._open()[i]
+    return np.asarray(ex["image"], np.uint8), int(ex.get("label", 0))
+
+  def name_of(self, i: int) -> str:
+    return f"record {i} of {self.data_path}"
 
 
 def load_tfds(name: str, data_dir: str | None, local_forms: str = "") -> TFDSSource:

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from jaxgan import flat_random, metrics
+from jaxgan import flat_random, metrics, sharding
 from jaxgan import images as image_lib
 from jaxgan.data.base import DataError
 from jaxgan.evaluation import reference as reference_lib
@@ -22,12 +22,14 @@ _SAMPLE_STREAM = 7_000_001
 
 
 def generate(task: Sampler, state, num: int, seed: int, batch_size: int = 500,
-             labels=None) -> np.ndarray:
+             labels=None, mesh=None) -> np.ndarray:
   """`num` samples in [-1, 1] of a GAN task's generator (a
   `jaxgan.gan.sampler.Sampler`; the averaged generator when the task keeps
   one), from a key that depends only on `seed`. A conditional
   generator draws class `labels[i]` for sample i (default: the classes in
-  turn, 0, 1, ..., K-1, 0, ...)."""
+  turn, 0, 1, ..., K-1, 0, ...). Each batch's rows are drawn on the host and
+  generated split over every device of every process (`mesh`, default all):
+  the same samples on 1 device or many (tested)."""
   key = jax.random.fold_in(jax.random.PRNGKey(seed), _SAMPLE_STREAM)
   sample = task.sample_jit  # compiled once per task, reused by every evaluation
   if task.num_classes:
@@ -38,11 +40,15 @@ def generate(task: Sampler, state, num: int, seed: int, batch_size: int = 500,
     labels = labels.astype(np.int32)
   elif labels is not None:
     raise ValueError("This generator is unconditional; it takes no labels.")
+  mesh = sharding.make_mesh() if mesh is None else mesh
+  state = sharding.replicate(state, mesh)
   out = []
   for i in range(0, num, batch_size):
     n = min(batch_size, num - i)
-    z = flat_random.normal(jax.random.fold_in(key, i), (n, task.latent_dim))
-    out.append(np.asarray(sample(state, z, None if labels is None else labels[i:i + n])))
+    z = np.asarray(flat_random.normal(jax.random.fold_in(key, i), (n, task.latent_dim)))
+    rows = {"z": z} if labels is None else {"z": z, "labels": labels[i:i + n]}
+    out.append(sharding.map_batch(lambda s, b: sample(s, b["z"], b.get("labels")), state,
+                                  rows, mesh))
   return np.concatenate(out)
 
 
@@ -142,11 +148,12 @@ def evaluate_generator(run, extractor, split: str | None = None,
     fake_labels = np.resize(real_labels, num) if conditional else None
     fake = generate(task, state, num, config.seed, labels=fake_labels)
     source = f"generator at step {step}" + (" (parameter average)" if task.ema_decay else "")
-  if export:
+  writes = jax.process_index() == 0  # every process computes, process 0 writes
+  if export and writes:
     export_samples(fake, export)
   if ref is None:
     real_f, real_p = extractor(real)
-    if save_reference:
+    if save_reference and writes:
       reference_lib.save_reference(save_reference, real_f, real_p, real_labels,
                                    {**extractor.protocol, "reference": reference_name,
                                     "num_real": num_real})
