@@ -3,9 +3,10 @@ tracebacks. Two shapes: trainers call `main(train_and_evaluate, workdir,
 config)`; every other command defines `define_flags()` and `_run()` and
 calls `tool_main(define_flags, _run)`."""
 
+import os
 import sys
 
-from jaxgan import xla_flags
+from jaxgan import images, xla_flags
 from jaxgan.data import DataError
 from jaxgan.loop import NonFiniteLossError, Preempted
 
@@ -44,6 +45,7 @@ def _absl_tool_main(run, errors: tuple = (ValueError, FileNotFoundError),
       print(f"usage: {usage}", file=sys.stderr)
       return 2
     try:
+      apply_image_limit_flag()
       return (run() if usage is None else run(argv[1:])) or 0
     except errors as e:
       print(f"error: {e}", file=sys.stderr)
@@ -60,6 +62,7 @@ def tool_main(define_flags, run, errors: tuple = (ValueError, FileNotFoundError)
   add_xla_defaults()
   from absl import app
   define_flags()
+  define_image_limit_flag()
   sys.exit(app.run(_absl_tool_main(run, errors, usage)))
 
 
@@ -90,12 +93,14 @@ def main(train_and_evaluate, default_workdir: str | None, default_config: str | 
   if default_config is None:
     flags.mark_flag_as_required("config")
   define_distributed_flags()
+  define_image_limit_flag()
 
   def _main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
     try:
+      apply_image_limit_flag()
       initialize_distributed()
     except ValueError as e:
       print(f"error: {e}", file=sys.stderr)
@@ -105,6 +110,23 @@ def main(train_and_evaluate, default_workdir: str | None, default_config: str | 
     return train_main(train_and_evaluate, config, workdir)
 
   sys.exit(app.run(_main))
+
+
+def define_image_limit_flag() -> None:
+  from absl import flags
+  flags.DEFINE_integer("max_image_pixels", None, "The most pixels an image file may have "
+                       "before it is decoded (default "
+                       f"{images.DEFAULT_MAX_IMAGE_PIXELS}, 8192x8192: a guard against "
+                       f"decompression bombs; also ${images.MAX_IMAGE_PIXELS_ENV}).")
+
+
+def apply_image_limit_flag() -> None:
+  """--max_image_pixels into the environment, where `jaxgan.images` and the
+  input pipeline's worker processes read it."""
+  from absl import flags
+  if flags.FLAGS.max_image_pixels is not None:
+    os.environ[images.MAX_IMAGE_PIXELS_ENV] = str(flags.FLAGS.max_image_pixels)
+  images.max_image_pixels()  # a bad value is an error now
 
 
 def define_distributed_flags() -> None:

@@ -55,12 +55,14 @@ class Checkpointer:
         target)
     return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
-  def restore_latest_good(self, target, sharding=None) -> tuple:
+  def restore_latest_good(self, target, sharding=None, set_aside: bool = True) -> tuple:
     """(state, step) from the newest checkpoint that restores; (target, None)
     when there is none. A newer checkpoint that fails to restore while an
     older one succeeds is unreadable (written by a crashed process or damaged
-    since): it is moved aside to `<step>.unreadable` and reported. When none
-    restores, the first error is raised and nothing is moved."""
+    since): it is reported and, with `set_aside` (training; readers such as
+    `jaxgan.runs.restore` leave the directory as it is), moved aside to
+    `<step>.unreadable`. When none restores, the first error is raised as one
+    ValueError and nothing is moved."""
     steps = sorted(self.all_steps(), reverse=True)
     errors = []
     for step in steps:
@@ -70,20 +72,31 @@ class Checkpointer:
         errors.append((step, e))
         continue
       if errors:
-        self._set_aside([s for s, _ in errors])
+        if set_aside:
+          self._set_aside([s for s, _ in errors])
         for bad, e in errors:
+          done = (f"moved it to {bad}.unreadable and resumed from step {step}" if set_aside
+                  else f"used step {step} instead")
           message = (f"Checkpoint step {bad} in {self.directory} could not be restored "
-                     f"({type(e).__name__}: {str(e)[:200]}); moved it to {bad}.unreadable and "
-                     f"resumed from step {step}.")
+                     f"({type(e).__name__}: {_first_line(e)}); {done}.")
           logging.warning(message)
           print(f"warning: {message}", flush=True)
       return state, step
     if errors:
       step, e = errors[0]
       raise ValueError(f"No checkpoint in {self.directory} can be restored into this "
-                       f"run's state (step {step}: {type(e).__name__}: {str(e)[:500]}). If the "
-                       "model or code changed, use a new --workdir.") from e
+                       f"run's state (step {step}: {type(e).__name__}: {_first_line(e)}). If "
+                       "the model or code changed, use a new --workdir.") from None
     return target, None
+
+  def restore_step(self, target, step: int, sharding=None):
+    """The checkpoint of `step`, or one ValueError naming it and the error."""
+    try:
+      return self.restore(target, step, sharding)
+    except Exception as e:  # noqa: BLE001 - Orbax/TensorStore raise many kinds
+      raise ValueError(f"Checkpoint step {step} in {self.directory} cannot be restored "
+                       f"({type(e).__name__}: {_first_line(e)}); choose another --step or "
+                       "leave it out for the newest readable one.") from None
 
   def _set_aside(self, steps: list[int]) -> None:
     if jax.process_count() > 1:  # Every process has finished reading first.
@@ -151,3 +164,9 @@ class BestCheckpoint:
   def close(self):
     if self._ckpt is not None:
       self._ckpt.close()
+
+
+def _first_line(error: BaseException, limit: int = 200) -> str:
+  """An error's message cut to its first line (TensorStore's run to pages)."""
+  text = str(error).strip().splitlines()
+  return (text[0] if text else "")[:limit]

@@ -1,12 +1,106 @@
-"""Image grids: arrays in [-1, 1] to PNG files."""
+"""Image files: reading one safely (`read_image`, with a pixel-count limit
+against decompression bombs), and image grids: arrays in [-1, 1] to PNG files."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import warnings
 
 import numpy as np
 from PIL import Image
+
+# The most pixels an image file may have before it is decoded: 8192 x 8192
+# (64 megapixels, ~200 MB as RGB). A 193 KB PNG can claim 13000 x 13000 and
+# take 5 GB and minutes to decode. Raise it with --max_image_pixels=N (every
+# command) or the environment variable below, which worker processes inherit.
+DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
+MAX_IMAGE_PIXELS_ENV = "JAXGAN_MAX_IMAGE_PIXELS"
+
+
+# Pillow modes of one-channel images.
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+class ImageFileError(ValueError):
+  """An image file that cannot be read: damaged, not an image, or too large."""
+
+
+def max_image_pixels() -> int:
+  value = os.environ.get(MAX_IMAGE_PIXELS_ENV, "")
+  try:
+    limit = int(value) if value else DEFAULT_MAX_IMAGE_PIXELS
+  except ValueError:
+    limit = 0
+  if limit <= 0:
+    raise ImageFileError(f"{MAX_IMAGE_PIXELS_ENV}={value!r} is not a positive whole number "
+                         "of pixels.")
+  return limit
+
+
+def _too_large(path: str, width: int, height: int, limit: int) -> ImageFileError:
+  return ImageFileError(
+      f"{path}: a {width}x{height} image ({width * height / 1e6:.0f} megapixels) is over the "
+      f"limit of {limit / 1e6:.0f} megapixels that guards against decompression bombs; raise "
+      f"it with --max_image_pixels=N (or {MAX_IMAGE_PIXELS_ENV}=N) if the file is trusted.")
+
+
+@contextlib.contextmanager
+def _opened(path: str):
+  """The Pillow image at `path`, its size checked against
+  `max_image_pixels()` from the header; any failure inside, decoding
+  included, becomes one `ImageFileError` naming the file."""
+  limit = max_image_pixels()
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+      # Pillow's own guard (an error at twice its limit) must not refuse
+      # what this limit allows; it only ever rises.
+      if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limit:
+        Image.MAX_IMAGE_PIXELS = limit
+      with Image.open(path) as im:
+        if im.width * im.height > limit:
+          raise _too_large(path, im.width, im.height, limit)
+        yield im
+  except ImageFileError:
+    raise
+  except FileNotFoundError:
+    raise ImageFileError(f"{path}: no such file.") from None
+  except Image.DecompressionBombError as e:  # Pillow's guard, at twice the limit
+    raise ImageFileError(f"{path}: {str(e).rstrip('.')}; raise the limit with "
+                         f"--max_image_pixels=N (or {MAX_IMAGE_PIXELS_ENV}=N) if the file "
+                         "is trusted.") from None
+  except Exception as e:  # noqa: BLE001 - Pillow's decoders raise many types on damaged files
+    raise ImageFileError(f"{path}: not a readable image ({type(e).__name__}: "
+                         f"{str(e)[:200]}).") from None
+
+
+def read_image(path: str, mode: str | None = None) -> np.ndarray:
+  """The pixels of the image file at `path` as uint8 [H, W] or [H, W, C]
+  (converted to Pillow `mode` when given: "L", "RGB", or "auto", which is
+  "L" for grey images and "RGB" for the rest). Its size is
+  checked from the header against `max_image_pixels()` before anything is
+  decoded; any failure is one `ImageFileError` naming the file."""
+  with _opened(path) as im:
+    if mode == "auto":
+      mode = "L" if im.mode in GREY_MODES else "RGB"
+    pixels = np.asarray(im.convert(mode) if mode else im)
+  if pixels.dtype == bool:
+    pixels = pixels.astype(np.uint8) * 255
+  if pixels.dtype != np.uint8:
+    raise ImageFileError(f"{path}: {pixels.dtype} pixels; save it as an 8-bit PNG or JPEG.")
+  return pixels
+
+
+def check_image_header(path: str) -> tuple[tuple[int, int], str]:
+  """((width, height), mode) of an image file from its header, checked
+  (`Image.verify`, no decoding) and within `max_image_pixels()`;
+  `ImageFileError` otherwise."""
+  with _opened(path) as im:
+    size, mode = im.size, im.mode
+    im.verify()
+  return size, mode
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

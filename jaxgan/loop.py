@@ -13,6 +13,8 @@ run directory:
   samples/           the task's image grids (`sample_images`), as PNG
   checkpoints/<step> Orbax checkpoints (async, atomic, the last N kept)
   best/              the checkpoint with the best `best_metric` (if configured)
+  .lock              held by the training process while it runs (`jaxgan.runlock`):
+                     a second run on the directory is refused
 
 SIGTERM or SIGINT (preemption, Ctrl-C) saves a checkpoint at the current step
 and raises `Preempted`; rerunning resumes there. A second Ctrl-C stops at once.
@@ -20,6 +22,7 @@ and raises `Preempted`; rerunning resumes there. A second Ctrl-C stops at once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -35,6 +38,7 @@ import numpy as np
 from jaxgan import images, provenance, sharding
 from jaxgan.checkpoint import BestCheckpoint, Checkpointer
 from jaxgan.data import Data, indexed
+from jaxgan.runlock import RunLock
 from jaxgan.tasks import Task
 from jaxgan.writers import ProgressBar, RunWriter
 
@@ -223,6 +227,14 @@ def train_and_evaluate(config, workdir: str, make_task: Callable[[Any, Data], Ta
   workdir = os.path.abspath(workdir)
   if is_main:
     os.makedirs(workdir, exist_ok=True)
+  # Process 0 owns the directory before anything is written (a second run is
+  # refused); the kernel releases the lock at exit, even on SIGKILL.
+  with RunLock(workdir) if is_main else contextlib.nullcontext():
+    return _train(config, workdir, task, data, mesh, local_batch, is_main, evaluators)
+
+
+def _train(config, workdir: str, task: Task, data: Data, mesh, local_batch: int, is_main: bool,
+           evaluators: Sequence[Evaluator]) -> TrainResult:
   ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
   if ckpt.latest_step() is not None:
     try:

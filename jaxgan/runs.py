@@ -145,12 +145,15 @@ def restore(run_dir: str, step: int | None = None, expect: Sequence[str] | str =
     available = ckpt.all_steps()
     if not available:
       raise DataError(f"No checkpoints in {ckpt.directory}.")
-    step = max(available) if step is None else step
-    if step not in available:
+    target = jax.eval_shape(task.init_state, key)
+    on_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    if step is None:  # the newest that restores, as training resumes (none is moved)
+      state, step = ckpt.restore_latest_good(target, on_device, set_aside=False)
+    elif step not in available:
       raise DataError(f"No checkpoint for step {step} in {ckpt.directory}; available: "
                       f"{available} (or 0 for the initialisation).")
-    state = ckpt.restore(jax.eval_shape(task.init_state, key), step,
-                         jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
+    else:
+      state = ckpt.restore_step(target, step, on_device)
   finally:
     ckpt.close()
   return Run(run_dir, kind.name, config, data, task, state, step)

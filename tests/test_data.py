@@ -201,7 +201,7 @@ def test_folder_rejects_empty_and_corrupt(tmp_path):
     Data(_config(f"folder:{tmp_path / 'empty'}"))
   _write_png(str(tmp_path / "bad" / "cls" / "ok.png"), (28, 28), (1, 2, 3))
   (tmp_path / "bad" / "cls" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-  with pytest.raises(DataError, match="broken.png is not a readable"):
+  with pytest.raises(DataError, match="broken.png: not a readable image"):
     Data(_config(f"folder:{tmp_path / 'bad'}"))
 
 

@@ -147,7 +147,7 @@ def test_recognize_prints_top_classes(vgg16_h5, tmp_path):
   assert len(names) == 1000 and names[281] == "tabby" and names[999] == "toilet_tissue"
   broken = tmp_path / "broken.jpg"
   broken.write_bytes(b"\xff\xd8 not really a jpeg")
-  with pytest.raises(image_files.ImageError, match="Cannot read .*broken.jpg' as an image"):
+  with pytest.raises(image_files.ImageError, match="broken.jpg: not a readable image"):
     recognize.recognize([photo, str(broken)], "vgg16", path)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import math
 import os
 import re
 import struct
@@ -93,29 +94,42 @@ class ArrayReader:
 _IDX_NAME = re.compile(r"^(train|t10k)-(images|labels)[-.]idx(\d)-ubyte(\.gz)?$")
 
 
+# The most bytes one IDX file may claim (16 GiB; MNIST's largest is 47 MB).
+_MAX_IDX_BYTES = 2 ** 34
+
+
 def read_idx(path: str) -> np.ndarray:
-  """Reads one IDX file of unsigned bytes (gzipped or not), validating it."""
+  """Reads one IDX file of unsigned bytes (gzipped or not), validating it.
+  A gzipped file is decompressed only as far as its header's size allows,
+  so a small file cannot expand without bound."""
   with open(path, "rb") as f:
-    raw = f.read()
-  if raw[:2] == b"\x1f\x8b":
-    try:
-      raw = gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as e:
-      raise DataError(f"{path}: corrupt or truncated gzip file ({e}). "
-                      "Download the file again.") from None
-  if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08 or raw[3] == 0:
-    raise DataError(f"{path}: not an IDX file of unsigned bytes (magic {raw[:4].hex()!r}, "
-                    "expected 00000801 for labels or 00000803 for images).")
-  ndim = raw[3]
-  header = 4 + 4 * ndim
-  if len(raw) < header:
-    raise DataError(f"{path}: truncated IDX header.")
-  dims = struct.unpack(f">{ndim}I", raw[4:header])
-  expected = header + int(np.prod(dims))
-  if len(raw) != expected:
+    gzipped = f.read(2) == b"\x1f\x8b"
+  try:
+    with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as f:
+      head = f.read(4)
+      if len(head) < 4 or head[:2] != b"\0\0" or head[2] != 0x08 or head[3] == 0:
+        raise DataError(f"{path}: not an IDX file of unsigned bytes (magic {head.hex()!r}, "
+                        "expected 00000801 for labels or 00000803 for images).")
+      ndim = head[3]
+      dims_raw = f.read(4 * ndim)
+      if len(dims_raw) < 4 * ndim:
+        raise DataError(f"{path}: truncated IDX header.")
+      dims = struct.unpack(f">{ndim}I", dims_raw)
+      header = 4 + 4 * ndim
+      expected = header + math.prod(dims)
+      if expected > _MAX_IDX_BYTES:
+        raise DataError(f"{path}: IDX header claims {dims} = {expected} bytes, more than "
+                        f"{_MAX_IDX_BYTES}; the file is damaged.")
+      body = f.read(expected - header + 1)  # one byte more shows a longer file
+  except (OSError, EOFError, zlib.error) as e:
+    raise DataError(f"{path}: corrupt or truncated gzip file ({e}). "
+                    "Download the file again.") from None
+  got = header + len(body)
+  if got != expected:
+    holds = f"more than {expected}" if got > expected else str(got)
     raise DataError(f"{path}: IDX header promises {dims} = {expected} bytes but the file "
-                    f"holds {len(raw)} bytes (truncated or corrupt). Download it again.")
-  return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
+                    f"holds {holds} bytes (truncated or corrupt). Download it again.")
+  return np.frombuffer(body, np.uint8).reshape(dims)
 
 
 def load_idx_dir(directory: str) -> ArraySource:

@@ -278,10 +278,9 @@ def load_samples(path: str) -> np.ndarray:
     arrays = []
     for name in files:
       try:
-        with Image.open(os.path.join(path, name)) as im:
-          arrays.append(np.asarray(im.convert("L" if im.mode in ("L", "1", "I;16") else "RGB")))
-      except OSError as e:
-        raise DataError(f"--samples {path}: {name} is not a readable image ({e}).") from None
+        arrays.append(image_lib.read_image(os.path.join(path, name), "auto"))
+      except image_lib.ImageFileError as e:
+        raise DataError(f"--samples: {e}") from None
     if len({a.shape for a in arrays}) > 1:
       raise DataError(f"--samples {path}: the images differ in size "
                       f"({sorted({a.shape for a in arrays})[:3]}...); write them at one size.")

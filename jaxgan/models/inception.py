@@ -18,13 +18,14 @@ Submodule names follow torchvision's, so the state dict maps one to one.
 from __future__ import annotations
 
 import os
+import zipfile
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan.torchfile import load_state_dict
+from jaxgan.torchfile import TorchFileError, load_state_dict
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
@@ -210,8 +211,12 @@ def variables_from_state_dict(state_dict: dict[str, np.ndarray]) -> dict:
     module = tuple(module)
     if leaf == "num_batches_tracked":
       continue
+    if value.dtype.kind not in "fiu":
+      raise ValueError(f"weight {key!r} holds {value.dtype} values, not numbers")
     if module and module[-1] == "conv" and leaf == "weight":
-      put("params", module + ("kernel",), np.transpose(value, (2, 3, 1, 0)), key)
+      # (a kernel that is not 4-d keeps its shape, for put's error to name)
+      put("params", module + ("kernel",),
+          np.transpose(value, (2, 3, 1, 0)) if value.ndim == 4 else value, key)
     elif module and module[-1] == "bn":
       name = {"weight": ("params", "scale"), "bias": ("params", "bias"),
               "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
@@ -220,7 +225,7 @@ def variables_from_state_dict(state_dict: dict[str, np.ndarray]) -> dict:
       put(name[leaf][0], module + (name[leaf][1],), value, key)
     elif module == ("fc",) and leaf in ("weight", "bias"):
       put("params", ("fc", "kernel" if leaf == "weight" else "bias"),
-          value.T if leaf == "weight" else value, key)
+          value.T if leaf == "weight" and value.ndim == 2 else value, key)
     else:
       raise ValueError(f"unexpected weight {key!r}: not pytorch-fid's FID Inception weights")
 
@@ -245,9 +250,14 @@ def load_fid_variables(path: str | None = None) -> tuple[dict, str]:
         f"{default_weights_path()} (or set ${WEIGHTS_ENV}, or give the path as "
         "--features=inception:PATH). Offline alternative: the features of a classifier "
         "trained with python -m experiments.classifier (--features=RUN_DIR).")
-  if path.endswith(".npz"):
-    with np.load(path) as f:
-      state_dict = {k: f[k] for k in f.files}
-  else:
-    state_dict = load_state_dict(path)
-  return variables_from_state_dict(state_dict), path
+  try:
+    if path.endswith(".npz"):
+      with np.load(path) as f:  # object arrays are refused (no pickles)
+        state_dict = {k: f[k] for k in f.files}
+    else:
+      state_dict = load_state_dict(path)
+    return variables_from_state_dict(state_dict), path
+  except TorchFileError:
+    raise  # names the file already
+  except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    raise ValueError(f"{path}: {e}") from None

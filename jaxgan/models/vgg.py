@@ -159,6 +159,10 @@ def resolve_weights(depth: int, path: str | None = None) -> tuple[str, str]:
   raise ValueError(f"{path}: VGG weights must be torchvision's .pth or Keras's .h5 file.")
 
 
+class WeightsFileError(ValueError):
+  """A weights file that cannot be read as VGG's weights (names the file)."""
+
+
 def _expected(depth: int, include_top: bool) -> dict:
   shapes = jax.eval_shape(lambda: VGG(depth, include_top).init(
       jax.random.PRNGKey(0), jnp.zeros((1, 224, 224, 3))))["params"]
@@ -171,12 +175,16 @@ def _check_and_build(arrays: dict, depth: int, include_top: bool, origin: str) -
   params = {}
   for layer, shapes in expected.items():
     for p, shape in shapes.items():
-      if layer not in arrays or p not in arrays[layer]:
-        raise ValueError(f"{origin}: no weights for VGG{depth} layer {layer} ({p}); "
-                         f"not a VGG{depth} ImageNet weights file?")
-      value = np.asarray(arrays[layer][p], np.float32)
+      if layer not in arrays or arrays[layer].get(p) is None:
+        raise WeightsFileError(f"{origin}: no weights for VGG{depth} layer {layer} ({p}); "
+                               f"not a VGG{depth} ImageNet weights file?")
+      value = np.asarray(arrays[layer][p])
+      if value.dtype.kind not in "fiu":
+        raise WeightsFileError(f"{origin}: VGG{depth} layer {layer} {p} holds {value.dtype} "
+                               "values, not numbers.")
+      value = value.astype(np.float32)
       if value.shape != shape:
-        raise ValueError(f"{origin}: VGG{depth} layer {layer} {p} has shape {value.shape}, "
+        raise WeightsFileError(f"{origin}: VGG{depth} layer {layer} {p} has shape {value.shape}, "
                          f"expected {shape}; not a VGG{depth} ImageNet weights file?")
       params.setdefault(layer, {})[p] = jnp.asarray(value)
   return {"params": params}
@@ -189,8 +197,12 @@ def _torchvision_arrays(state_dict: dict, depth: int, origin: str) -> dict:
     for i in range(1, n + 1):
       prefix = f"features.{index}"
       if f"{prefix}.weight" in state_dict:
+        w = state_dict[f"{prefix}.weight"]
+        if w.ndim != 4:
+          raise WeightsFileError(f"{origin}: {prefix}.weight has shape {w.shape}; VGG{depth}'s "
+                                 f"conv{b}_{i} kernel is 4-d [out, in, 3, 3].")
         arrays[f"conv{b}_{i}"] = {
-            "kernel": np.transpose(state_dict[f"{prefix}.weight"], (2, 3, 1, 0)),
+            "kernel": np.transpose(w, (2, 3, 1, 0)),
             "bias": state_dict.get(f"{prefix}.bias")}
       index += 2  # conv, ReLU
     index += 1  # max pool
@@ -200,40 +212,50 @@ def _torchvision_arrays(state_dict: dict, depth: int, origin: str) -> dict:
       if name == "fc6" and w.ndim == 2 and w.shape[1] == 512 * 7 * 7:
         # torch flattens [C, 7, 7]; flax [7, 7, C].
         w = w.reshape(w.shape[0], 512, 7, 7).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+      if w.ndim != 2:
+        raise WeightsFileError(f"{origin}: {key}.weight has shape {w.shape}; VGG{depth}'s "
+                               f"{name} weight is 2-d [out, in].")
       arrays[name] = {"kernel": w.T, "bias": state_dict.get(f"{key}.bias")}
   unused = set(state_dict) - {f"features.{i}.{p}" for i in range(64) for p in ("weight", "bias")}
   unused -= {f"classifier.{i}.{p}" for i in (0, 3, 6) for p in ("weight", "bias")}
   if unused:
-    raise ValueError(f"{origin}: unexpected arrays {sorted(unused)[:3]}; not torchvision's "
+    raise WeightsFileError(f"{origin}: unexpected arrays {sorted(unused)[:3]}; not torchvision's "
                      f"VGG{depth} state dict?")
   return arrays
 
 
 def _keras_arrays(path: str, depth: int) -> dict:
-  """Keras's VGG .h5 (layer_names / weight_names attributes) -> flax layout."""
+  """Keras's VGG .h5 (layer_names / weight_names attributes) -> flax layout.
+  Whatever the file holds, the result is arrays or one `WeightsFileError`
+  naming the file (tests/test_untrusted_files.py fuzzes it)."""
   import h5py
   keras_names = {f"block{b}_conv{i}": f"conv{b}_{i}"
                  for b, n in enumerate(BLOCKS[depth], start=1) for i in range(1, n + 1)}
   keras_names.update({"fc1": "fc6", "fc2": "fc7", "predictions": "fc8"})
+  text = lambda v: v.decode() if isinstance(v, bytes) else str(v)
   arrays = {}
   try:
     with h5py.File(path, "r") as f:
       root = f["model_weights"] if "model_weights" in f else f
-      names = [n.decode() if isinstance(n, bytes) else n
-               for n in root.attrs.get("layer_names", list(root.keys()))]
-      for name in names:
+      for name in map(text, root.attrs.get("layer_names", list(root.keys()))):
         group = root[name]
-        weights = [w.decode() if isinstance(w, bytes) else w
-                   for w in group.attrs.get("weight_names", [])]
+        weights = list(map(text, group.attrs.get("weight_names", [])))
         if not weights:
           continue
         if name not in keras_names:
-          raise ValueError(f"{path}: unexpected layer {name!r}; not Keras's VGG{depth} "
-                           "weights file?")
+          raise WeightsFileError(f"{path}: unexpected layer {name!r}; not Keras's "
+                                 f"VGG{depth} weights file?")
+        if len(weights) != 2:
+          raise WeightsFileError(f"{path}: layer {name!r} holds {len(weights)} arrays "
+                                 f"({', '.join(weights)[:200]}); Keras's VGG{depth} has a "
+                                 "kernel and a bias per layer.")
         kernel, bias = (np.asarray(group[w]) for w in weights)
         arrays[keras_names[name]] = {"kernel": kernel, "bias": bias}
-  except OSError as e:
-    raise ValueError(f"Cannot read {path} as an HDF5 file ({e}).") from None
+  except WeightsFileError:
+    raise
+  except Exception as e:  # noqa: BLE001 - h5py raises many types on damaged files
+    raise WeightsFileError(f"{path}: cannot be read as Keras's VGG{depth} HDF5 weights "
+                           f"({type(e).__name__}: {str(e)[:200]}).") from None
   return arrays
 
 

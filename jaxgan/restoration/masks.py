@@ -7,6 +7,8 @@ import os
 
 import numpy as np
 
+from jaxgan import images as images_lib
+
 NAMES = ("center", "random", "left", "right", "top", "bottom")
 
 
@@ -41,14 +43,9 @@ def make_mask(spec: str, size: int, seed: int = 0) -> np.ndarray:
 
 
 def _from_png(path: str, size: int) -> np.ndarray:
-  from PIL import Image, UnidentifiedImageError
   if not os.path.isfile(path):
     raise ValueError(f"Mask file not found: {path!r}.")
-  try:
-    with Image.open(path) as im:
-      pixels = np.asarray(im.convert("L"))
-  except (UnidentifiedImageError, OSError) as e:
-    raise ValueError(f"Cannot read the mask {path!r} ({e}).") from None
+  pixels = images_lib.read_image(path, "L")  # ImageFileError (a ValueError) names the file
   if pixels.shape != (size, size):
     raise ValueError(f"The mask {path!r} is {pixels.shape[1]}x{pixels.shape[0]}; the run's "
                      f"images are {size}x{size}: make the mask that size.")

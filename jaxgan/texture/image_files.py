@@ -8,6 +8,8 @@ import os
 
 import numpy as np
 
+from jaxgan import images as images_lib
+
 # scikit-image's bundled images that work offline (its wheel ships them).
 SKIMAGE_IMAGES = ("astronaut", "brick", "camera", "cat", "chelsea", "coffee", "grass",
                   "gravel", "rocket", "text", "moon", "page", "coins", "horse")
@@ -32,13 +34,10 @@ def load_image(spec: str, size: int | None = None) -> np.ndarray:
     if not os.path.isfile(spec):
       raise ImageError(f"Image not found: {spec!r}. Pass an image file (PNG, JPEG, ...) or "
                        f"skimage:NAME ({', '.join(SKIMAGE_IMAGES[:6])}, ...).")
-    from PIL import Image, UnidentifiedImageError
     try:
-      with Image.open(spec) as im:
-        pixels = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as e:
-      raise ImageError(f"Cannot read {spec!r} as an image ({e}); pass a PNG or JPEG file.") \
-          from None
+      pixels = images_lib.read_image(spec, "RGB")
+    except images_lib.ImageFileError as e:
+      raise ImageError(f"{e} Pass a PNG or JPEG file.") from None
   if pixels.dtype == bool:
     pixels = pixels.astype(np.uint8) * 255
   x = pixels.astype(np.float32)
