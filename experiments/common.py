@@ -7,16 +7,18 @@ import os
 import sys
 
 from jaxgan import images, xla_flags
+from jaxgan.checkpoint import CheckpointSaveError
 from jaxgan.data import DataError
 from jaxgan.loop import NonFiniteLossError, Preempted
 
 
 def train_main(train_and_evaluate, config, workdir: str) -> int:
-  """Runs training; expected failures (bad data, bad config, NaN loss) print
-  one clear message and exit 1, keeping what the run directory already holds."""
+  """Runs training; expected failures (bad data, bad config, NaN loss, a
+  failed save, a full disk) print one clear message and exit 1, keeping what
+  the run directory already holds."""
   try:
     train_and_evaluate(config, workdir)
-  except (DataError, NonFiniteLossError, ValueError) as e:
+  except (DataError, NonFiniteLossError, ValueError, CheckpointSaveError, OSError) as e:
     print(f"\nerror: {e}", file=sys.stderr)
     return 1
   except Preempted as e:

@@ -14,16 +14,29 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 
 import jax
 import orbax.checkpoint as ocp
-from absl import logging
+
+
+class CheckpointSaveError(RuntimeError):
+  """A checkpoint could not be written (full disk, lost permissions, ...);
+  the message names the step, the cause and the last good checkpoint."""
+
+
+# OS errors worth leading a failed save's message with (TensorStore's own
+# messages run to several hundred characters around them).
+_OS_ERRORS = re.compile(r"No space left on device|Disk quota exceeded|Permission denied|"
+                        r"Read-only file system|Input/output error|Too many open files")
 
 
 class Checkpointer:
 
   def __init__(self, run_dir: str, max_to_keep: int = 3, asynchronous: bool = True):
     self.directory = os.path.join(os.path.abspath(run_dir), "checkpoints")
+    self._saving: int | None = None  # the step of the save in flight
+    self._reported = False  # a failed save was raised as CheckpointSaveError
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -39,8 +52,44 @@ class Checkpointer:
     return list(self.manager.all_steps())
 
   def save(self, step: int, state) -> bool:
-    """Starts saving `state` as `step` (returns at once when asynchronous)."""
-    return self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    """Starts saving `state` as `step` (returns at once when asynchronous),
+    after `check`ing that the previous save succeeded."""
+    self.check()
+    self._saving = step
+    try:
+      return self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    except Exception as e:  # noqa: BLE001 - Orbax/TensorStore raise many kinds
+      raise self._failed(e) from None
+
+  def check(self) -> None:
+    """Raises `CheckpointSaveError` if the asynchronous save in flight has
+    failed (cheap: the loop calls it after every jitted call, so a failure
+    stops the run at once rather than at the next save)."""
+    if self._saving is None:
+      return
+    try:
+      self.manager.check_for_errors()
+    except Exception as e:  # noqa: BLE001
+      raise self._failed(e) from None
+
+  def _failed(self, error: BaseException) -> CheckpointSaveError:
+    step, self._saving, self._reported = self._saving, None, True
+    text = " ".join(str(error).split())
+    named = re.search(r"checkpoints/(\d+)\.orbax-checkpoint-tmp", text)
+    step = int(named.group(1)) if named else step  # the save that failed, not the next one
+    cause = _OS_ERRORS.search(text)
+    try:
+      self.manager.reload()
+      good = [s for s in self.all_steps() if s != step]
+    except Exception:  # noqa: BLE001 - the directory itself may be gone
+      good = []
+    last = (f"step {max(good)} in {self.directory}" if good
+            else f"none (in {self.directory})")
+    return CheckpointSaveError(
+        f"Saving the checkpoint of step {step} failed: "
+        f"{cause.group(0) if cause else type(error).__name__} ({text[:300]}). The last good "
+        f"checkpoint is {last}. Fix the cause (e.g. free disk space) and rerun the same "
+        "command to resume from it.")
 
   def restore(self, target, step: int | None = None, sharding=None):
     """Restores into the structure, dtypes and shardings of `target` (a state
@@ -79,7 +128,6 @@ class Checkpointer:
                   else f"used step {step} instead")
           message = (f"Checkpoint step {bad} in {self.directory} could not be restored "
                      f"({type(e).__name__}: {_first_line(e)}); {done}.")
-          logging.warning(message)
           print(f"warning: {message}", flush=True)
       return state, step
     if errors:
@@ -115,11 +163,26 @@ class Checkpointer:
     self.manager.reload()
 
   def wait(self):
-    self.manager.wait_until_finished()
+    """Waits for the save in flight; `CheckpointSaveError` if it failed."""
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # noqa: BLE001
+      if self._reported:
+        return
+      raise self._failed(e) from None
+    self._saving = None
 
   def close(self):
-    self.manager.wait_until_finished()
-    self.manager.close()
+    """Waits for the save in flight and closes. A failure already reported
+    (`CheckpointSaveError`) is not raised again."""
+    try:
+      self.wait()
+    finally:
+      try:
+        self.manager.close()
+      except Exception:  # noqa: BLE001 - its failed save was reported already
+        if not self._reported:
+          raise
 
 
 class BestCheckpoint:
@@ -167,6 +230,7 @@ class BestCheckpoint:
 
 
 def _first_line(error: BaseException, limit: int = 200) -> str:
-  """An error's message cut to its first line (TensorStore's run to pages)."""
-  text = str(error).strip().splitlines()
-  return (text[0] if text else "")[:limit]
+  """An error's message cut to its first line (TensorStore's run to pages,
+  and end in a pointer to details that prints as a bound method)."""
+  text = str(error).split("See full TensorStore details")[0].strip().splitlines()
+  return (text[0] if text else "").rstrip(". ")[:limit]

@@ -24,10 +24,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
+import logging
 import os
 import signal
+import sys
+import tempfile
 import threading
 import time
+import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -129,11 +135,32 @@ def _mean_metrics(history: list[dict]) -> dict:
   return {k: float(np.mean([h[k] for h in history])) for k in history[0]}
 
 
-def _first_nonfinite(history: list[dict], first_step: int) -> int | None:
+def _first_bad_step(history: list[dict], first_step: int, threshold: float) -> int | None:
+  """The first step whose losses are NaN/Inf or (threshold > 0) beyond
+  +-threshold: finite but diverged (e.g. ~1e25 at a learning rate of 1e6)."""
   for i, h in enumerate(history):
     if h.get("finite", 1.0) < 1.0:
       return first_step + i
+    if threshold and any(abs(float(v)) > threshold for k, v in h.items() if k != "finite"):
+      return first_step + i
   return None
+
+
+def _diverged_message(config, step: int, values: dict, threshold: float, kept,
+                      directory: str) -> str:
+  """What happened, where the last good state is, and the fields of this
+  run's task that a resume may lower (`provenance.CHANGEABLE_ON_RESUME`)."""
+  values = {k: float(v) for k, v in values.items() if k != "finite"}
+  what = ("became NaN/Inf" if not all(np.isfinite(list(values.values())))
+          else f"diverged beyond divergence_threshold={threshold:g}")
+  rates = [k for k in sorted(provenance.CHANGEABLE_ON_RESUME)
+           if k.endswith("learning_rate") and k in config]
+  lower = " and ".join(f"--config.{k} (now {config[k]:g})" for k in rates)
+  where = f"step {kept} in {directory}" if kept is not None else f"none (in {directory})"
+  return (f"The losses {what} at step {step} ({', '.join(f'{k}={v:.4g}' for k, v in values.items())}). "
+          f"Stopped without saving; the last good checkpoint is {where}. Rerun the same "
+          f"command with a lower {lower or 'learning rate'} (changeable on resume, recorded "
+          "in run.json) or check the data, and it resumes from there.")
 
 
 # An evaluator: (task, state, data) -> {name: float}, logged as eval_<name>
@@ -229,16 +256,129 @@ def train_and_evaluate(config, workdir: str, make_task: Callable[[Any, Data], Ta
     os.makedirs(workdir, exist_ok=True)
   # Process 0 owns the directory before anything is written (a second run is
   # refused); the kernel releases the lock at exit, even on SIGKILL.
-  with RunLock(workdir) if is_main else contextlib.nullcontext():
+  with (RunLock(workdir) if is_main else contextlib.nullcontext(),
+        _background_errors_logged(workdir)):
     return _train(config, workdir, task, data, mesh, local_batch, is_main, evaluators)
+
+
+@contextlib.contextmanager
+def _background_errors_logged(workdir: str):
+  """Tracebacks that are not the run's own go to WORKDIR/errors.log
+  (errors.process_<i>.log on other processes; a file in the temporary
+  directory when the run directory cannot be written, e.g. a full disk)
+  instead of the terminal, where the run's own one-line error is what a
+  user reads: exceptions ignored in collected coroutines and callbacks,
+  background threads, asyncio's "exception was never retrieved", and the
+  errors Orbax's background threads log (a failed asynchronous save leaves
+  hundreds). When the run ends in an error the diversion stays in place for
+  the process's last moments (its teardown collects the rest) and the
+  error's message names the file."""
+  log = _ErrorLog(workdir)
+  handler = logging.StreamHandler(log)
+  handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(pathname)s:%(lineno)d "
+                                         "%(message)s"))
+  diverted = _DivertBackgroundRecords(handler)
+  asyncio_log = logging.getLogger("asyncio")
+  saved = sys.unraisablehook, threading.excepthook, asyncio_log.propagate
+  sys.unraisablehook, threading.excepthook = log.unraisable, log.thread_exception
+  asyncio_log.addHandler(handler)
+  asyncio_log.propagate = False
+  root_handlers = list(logging.getLogger().handlers)
+  for h in root_handlers:
+    h.addFilter(diverted)
+  try:
+    yield
+  except BaseException as e:
+    gc.collect()  # what the failure left behind reports now, into the log
+    # (and the coroutines a failed save abandons are no news at exit)
+    warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
+    if log.path and len(e.args) == 1 and isinstance(e.args[0], str) and \
+        not isinstance(e, (KeyboardInterrupt, SystemExit)):
+      e.args = (f"{e.args[0]} (Background tracebacks: {log.path}.)",)
+    raise
+  else:
+    gc.collect()
+    sys.unraisablehook, threading.excepthook, asyncio_log.propagate = saved
+    asyncio_log.removeHandler(handler)
+    for h in root_handlers:
+      h.removeFilter(diverted)
+    log.close()
+
+
+class _ErrorLog:
+  """The file behind `_background_errors_logged`, opened on first use."""
+
+  def __init__(self, workdir: str):
+    index = jax.process_index()
+    name = "errors.log" if index == 0 else f"errors.process_{index}.log"
+    self._candidates = [os.path.join(workdir, name),
+                        os.path.join(tempfile.gettempdir(), f"jaxgan-{os.getpid()}-{name}")]
+    self.path: str | None = None
+    self._file = None
+    self._lock = threading.Lock()
+
+  def write(self, text: str) -> None:
+    with self._lock:
+      while self._candidates or self._file is not None:
+        try:
+          if self._file is None:
+            self.path = self._candidates.pop(0)
+            self._file = open(self.path, "a")
+            self._file.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}\n")
+          self._file.write(text)
+          self._file.flush()
+          return
+        except OSError:  # e.g. the full disk the save failed on: the next place
+          self._drop()
+      self.path = None  # nowhere to write: the tracebacks are dropped
+
+  def _drop(self) -> None:
+    if self._file is not None:
+      try:
+        self._file.close()
+      except OSError:
+        pass
+    self._file = None
+
+  def flush(self) -> None:
+    pass
+
+  def close(self) -> None:
+    with self._lock:
+      self._drop()
+
+  def unraisable(self, u) -> None:
+    self.write(f"{u.err_msg or 'Exception ignored in'}: {u.object!r}\n" + "".join(
+        traceback.format_exception(u.exc_type, u.exc_value, u.exc_traceback)))
+
+  def thread_exception(self, a) -> None:
+    self.write(f"In thread {a.thread.name if a.thread else '?'}:\n" + "".join(
+        traceback.format_exception(a.exc_type, a.exc_value, a.exc_traceback)))
+
+
+class _DivertBackgroundRecords(logging.Filter):
+  """Keeps the log records of Orbax's and asyncio's background work off the
+  terminal's handlers, handing them to the error log's handler instead."""
+
+  def __init__(self, handler: logging.Handler):
+    super().__init__()
+    self.handler = handler
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    path = record.pathname.replace(os.sep, "/")
+    if record.levelno >= logging.ERROR and ("/orbax/" in path or "/asyncio/" in path):
+      self.handler.handle(record)
+      return False
+    return True
 
 
 def _train(config, workdir: str, task: Task, data: Data, mesh, local_batch: int, is_main: bool,
            evaluators: Sequence[Evaluator]) -> TrainResult:
   ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
+  changed = {}  # learning rates changed on resume, recorded in run.json
   if ckpt.latest_step() is not None:
     try:
-      provenance.check_resume_config(workdir, config)
+      changed = provenance.check_resume_config(workdir, config)
     except ValueError:
       ckpt.close()
       raise
@@ -264,7 +404,8 @@ def _train(config, workdir: str, task: Task, data: Data, mesh, local_batch: int,
     if restored_step is None:
       state = jax.jit(task.init_state, out_shardings=repl)(init_key)
     start_step = int(jax.device_get(state.step))
-    provenance.record_start(workdir, config, start_step, input=data.describe())
+    provenance.record_start(workdir, config, start_step, input=data.describe(),
+                            **({"changed": changed} if changed else {}))
     writer.drop_metrics_after(start_step)  # Steps logged after the checkpoint rerun.
     num_steps = config.num_train_steps
     progress = ProgressBar(num_steps, start_step, desc=os.path.basename(workdir),
@@ -272,6 +413,9 @@ def _train(config, workdir: str, task: Task, data: Data, mesh, local_batch: int,
     progress.write(data.describe())
     if start_step:
       progress.write(f"Resuming from the checkpoint at step {start_step} in {ckpt.directory}.")
+    if changed:
+      progress.write("Changed from step " + str(start_step) + " on (recorded in run.json): "
+                     + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()) + ".")
     if start_step >= num_steps:
       progress.write(f"Already at step {start_step} >= num_train_steps={num_steps}; "
                      "nothing to train.")
@@ -302,12 +446,14 @@ def _train(config, workdir: str, task: Task, data: Data, mesh, local_batch: int,
     t_start = time.time()
     t_last, timed_steps = None, 0
     eval_every = config.eval_every_steps
+    threshold = float(provenance.added_field(config, "divergence_threshold"))
     signals.install()
     step = start_step
     while step < num_steps:
       # Calls end at boundaries, so each boundary sees its own step.
       n = min(steps_per_call, _next_boundary(step, config, num_steps) - step)
       state, metrics = train_steps(state, n)
+      ckpt.check()  # a failed asynchronous save stops the run now, naming the last good one
       step += n
       history.append(metrics)
       if len(history) >= 2:
@@ -325,22 +471,20 @@ def _train(config, workdir: str, task: Task, data: Data, mesh, local_batch: int,
       last = step == num_steps
       do_eval = bool(eval_every) and config.eval_split and (step % eval_every == 0 or last)
       do_ckpt = step % config.checkpoint_every_steps == 0 or last or bool(stop_signal)
-      do_log = step % config.log_every_steps == 0 or last or do_eval
+      # A stop logs too, so that no step between the last log and the
+      # checkpoint goes unlogged.
+      do_log = step % config.log_every_steps == 0 or last or do_eval or bool(stop_signal)
       do_sample = step % config.sample_every_steps == 0 or last
 
       if do_log or do_ckpt:
         fetched = [{k: v[i] for k, v in m.items()}
                    for m in jax.device_get(history) for i in range(len(m["finite"]))]
-        bad = _first_nonfinite(fetched, history_start)
+        bad = _first_bad_step(fetched, history_start, threshold)
         if bad is not None:
           ckpt.wait()
-          kept = ckpt.latest_step()
-          raise NonFiniteLossError(
-              f"Loss became NaN/Inf at step {bad} (last values: "
-              f"{ {k: v for k, v in fetched[bad - history_start].items() if k != 'finite'} }). "
-              f"Stopped without saving; the last good checkpoint is "
-              f"{'step ' + str(kept) if kept is not None else 'none'} in {ckpt.directory}. "
-              "Lower --config.learning_rate or check the data, then rerun to resume.")
+          raise NonFiniteLossError(_diverged_message(
+              config, bad, fetched[bad - history_start], threshold, ckpt.latest_step(),
+              ckpt.directory))
         history, history_start = [], step + 1
         if do_log:
           now = time.time()
@@ -348,6 +492,10 @@ def _train(config, workdir: str, task: Task, data: Data, mesh, local_batch: int,
                   if timed_steps else float("nan"))
           last_metrics = {**{k: v for k, v in _mean_metrics(fetched).items() if k != "finite"},
                           "images_per_sec": rate, "wall_time_s": now - t_start}
+          if len(fetched) != config.log_every_steps:
+            # A shorter interval (after a resume, at a stop or the last
+            # step): how many steps the means are over.
+            last_metrics["logged_steps"] = len(fetched)
           if do_eval:
             last_metrics.update(evaluate(task, state, data, mesh, eval_fn, local_batch,
                                          step, workdir, evaluators))
@@ -378,15 +526,27 @@ def _train(config, workdir: str, task: Task, data: Data, mesh, local_batch: int,
     writer.flush()
     return TrainResult(state, start_step, num_steps, last_metrics)
   finally:
-    signals.restore()
-    if feed is not None:
-      feed.close()  # Stops the prefetch thread.
-    if progress is not None:
-      progress.close()
-    ckpt.close()
-    if best is not None:
-      best.close()
-    writer.close()
+    _close_all(signals.restore,
+               feed and feed.close,  # stops the prefetch thread
+               progress and progress.close, ckpt.close, best and best.close, writer.close)
+
+
+def _close_all(*closers) -> None:
+  """Calls each closer (None: skipped), all of them whatever fails. When the
+  run is already ending in an error, theirs (e.g. the same full disk) are
+  left out so that the run's own error is the one reported; otherwise the
+  first is raised."""
+  failing = sys.exc_info()[1] is not None
+  first = None
+  for close in closers:
+    if close is None:
+      continue
+    try:
+      close()
+    except Exception as e:  # noqa: BLE001
+      first = first or e
+  if first is not None and not failing:
+    raise first
 
 
 def write_images(named_images: dict, step: int, workdir: str, writer: RunWriter) -> None:

@@ -31,6 +31,17 @@ SAFE_TO_CHANGE = frozenset({
     "data_on_device", "steps_per_call",
     # The streamed pipeline's worker processes: the same batches for any number.
     "data_workers",
+    # When a run counts as diverged (the loop's stop; 0: only at NaN/Inf).
+    "divergence_threshold",
+})
+
+# Optimisation hyperparameters that change no shape of the train state (Adam
+# keeps no learning rate or beta in its state): a resume may change them, as
+# the recovery from a diverged run needs, and run.json records the change at
+# the step it takes effect (`check_resume_config` returns it).
+CHANGEABLE_ON_RESUME = frozenset({
+    "learning_rate", "g_learning_rate", "d_learning_rate",
+    "g_beta1", "g_beta2", "d_beta1", "d_beta2",
 })
 
 # Values of a field that give bitwise the same run (tested), so a resume may
@@ -53,6 +64,7 @@ ADDED_FIELDS = {
     "data_pipeline": "tfdata",  # the indexed pipeline
     "discriminator": "dcgan",  # super-resolution's adversarial discriminator, by name
     "label_smoothing": 0.0, "eval_flip_tta": False,  # classifiers
+    "divergence_threshold": 0.0,  # the loop stopped only at NaN/Inf
 }
 # Fields added to one kind's configs only (a GAN config has always had its
 # `preset`), with the value that reproduces that kind's older runs.
@@ -109,24 +121,37 @@ def config_differences(saved: dict, config) -> list[str]:
                 and _canonical(k, old.get(k, "<absent>")) != _canonical(k, new.get(k, "<absent>")))
 
 
-def check_resume_config(workdir: str, config) -> None:
-  """Raises ValueError naming the fields that differ from the run's config.json."""
+def check_resume_config(workdir: str, config) -> dict:
+  """Raises ValueError naming the fields that differ from the run's
+  config.json (or when it is missing: a run with checkpoints must have one);
+  returns {field: [saved, new]} of the `CHANGEABLE_ON_RESUME` fields that
+  differ (allowed, for the caller to record)."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    return
-  with open(path) as f:
-    saved = json.load(f)
+    raise ValueError(
+        f"{workdir} holds checkpoints but no config.json, so nothing shows that this config "
+        "is the one they were trained with. Put the run's config.json back (from a copy, or "
+        "rebuilt from the command in run.json), or use a new --workdir.")
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except ValueError as e:
+    raise ValueError(f"{path} is not valid JSON ({e}); put the run's config.json back or "
+                     "use a new --workdir.") from None
   diff = config_differences(saved, config)
+  new, old = _flatten(config_dict(config)), _flatten(saved)
+  changed = {k: [old.get(k), new.get(k)] for k in diff if k in CHANGEABLE_ON_RESUME}
+  diff = [k for k in diff if k not in changed]
   if diff:
-    new = _flatten(config_dict(config))
-    old = _flatten(saved)
     details = ", ".join(f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}"
                         for k in diff)
     raise ValueError(
         f"{workdir} holds a run with a different config ({details}). Resuming it with "
         "these changes would not reproduce either run. Use a new --workdir, or rerun with "
         f"the saved values (see {path}). Safe to change on resume: "
-        f"{', '.join(sorted(SAFE_TO_CHANGE))}.")
+        f"{', '.join(sorted(SAFE_TO_CHANGE))}; changeable (recorded in run.json): "
+        f"{', '.join(sorted(CHANGEABLE_ON_RESUME))}.")
+  return changed
 
 
 def _git(*args: str) -> str | None:

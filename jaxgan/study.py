@@ -29,7 +29,7 @@ import numpy as np
 from jaxgan.writers import read_metrics
 
 # Bookkeeping, not results.
-_NOT_METRICS = {"step", "wall_time_s", "images_per_sec"}
+_NOT_METRICS = {"step", "wall_time_s", "images_per_sec", "logged_steps"}
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,

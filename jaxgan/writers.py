@@ -11,6 +11,7 @@ import json
 import math
 import os
 import sys
+import warnings
 
 import jax
 import numpy as np
@@ -88,12 +89,29 @@ class RunWriter:
 
 
 def read_metrics(run_dir: str) -> list[dict]:
-  """The records of a run's `metrics.jsonl`, in order."""
+  """The records of a run's `metrics.jsonl`, in order. A torn last line (a
+  process killed while writing it; the resume drops it too) is skipped with
+  a warning; a damaged line elsewhere is a ValueError naming the file and line."""
   path = os.path.join(run_dir, "metrics.jsonl")
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    lines = [(i, line) for i, line in enumerate(f, start=1) if line.strip()]
+  records = []
+  for n, (i, line) in enumerate(lines):
+    try:
+      record = json.loads(line)
+      if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    except ValueError as e:
+      if n == len(lines) - 1 and not line.endswith("\n"):
+        warnings.warn(f"{path}: skipped its torn last line {i} (a process killed while "
+                      "writing it).")
+        break
+      raise ValueError(f"{path}: line {i} is not a JSON record ({e}); remove or repair the "
+                       "line.") from None
+    records.append(record)
+  return records
 
 
 class ProgressBar:

@@ -75,8 +75,8 @@ def test_same_seed_and_resume_mid_epoch_are_bitwise_identical(tmp_path):
   # Resuming with a different config is refused, naming the fields; the
   # run directory is untouched.
   before = open(os.path.join(b_dir, "config.json")).read()
-  with pytest.raises(ValueError, match=r"d_learning_rate: 0.0002 -> 0.001.*seed: 0 -> 1"):
-    dcgan.train_and_evaluate(config(num_train_steps=10, seed=1, d_learning_rate=1e-3), b_dir)
+  with pytest.raises(ValueError, match=r"n_critic: 1 -> 2.*seed: 0 -> 1"):
+    dcgan.train_and_evaluate(config(num_train_steps=10, seed=1, n_critic=2), b_dir)
   assert open(os.path.join(b_dir, "config.json")).read() == before
   assert Checkpointer(b_dir).latest_step() == 8
 

@@ -63,6 +63,26 @@ def test_aggregation_of_fake_runs(tmp_path):
       == before
 
 
+def test_a_torn_last_line_is_skipped_and_a_damaged_one_named(tmp_path):
+  """A run killed while writing metrics.jsonl leaves a torn last line: the
+  study aggregates without it, with a warning; damage elsewhere is one error
+  naming the file and line."""
+  d = str(tmp_path)
+  for seed in range(2):
+    fake_run(study.run_dir(d, {}, seed), 10.0 + seed)
+  path = os.path.join(study.run_dir(d, {}, 1), "metrics.jsonl")
+  with open(path, "a") as f:
+    f.write('{"step": 40, "eval_fid": 99.0, "d_lo')
+  with pytest.warns(UserWarning, match="torn last line 4"):
+    summary = study.aggregate(d)
+  assert summary["base"]["eval_fid"]["mean"] == pytest.approx(10.5)
+  lines = open(path).read().splitlines()
+  with open(path, "w") as f:
+    f.write("\n".join([lines[0], lines[3], lines[1]]) + "\n")
+  with pytest.raises(ValueError, match=f"{path}: line 2 is not a JSON record"):
+    study.aggregate(d)
+
+
 def test_t_quantiles_match_scipy():
   from scipy import stats
   for dof in list(range(1, 61)) + [100, 1000]:

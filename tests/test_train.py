@@ -4,6 +4,7 @@ and stops cleanly on a NaN loss."""
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -76,6 +77,64 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   with pytest.raises(NonFiniteLossError, match="NaN/Inf at step 4.*last good checkpoint is step 2"):
     train_and_evaluate(config, workdir, lambda c, data: _NaNAfter(c, data.info.image_shape))
   assert Checkpointer(workdir).all_steps() == [2]
+
+
+def test_a_diverged_run_stops_and_resumes_with_lower_learning_rates(tmp_path):
+  """At a learning rate of 1e6 the losses stay finite but huge: the
+  divergence threshold stops the run without saving; the message names this
+  task's learning-rate fields, and rerunning with them lowered resumes from
+  the last good checkpoint, the change recorded in run.json."""
+  workdir = str(tmp_path / "diverged")
+  fields = dict(num_train_steps=4, log_every_steps=1, eval_every_steps=0,
+                sample_every_steps=1000, **TINY_DCGAN)
+  dcgan.train_and_evaluate(tiny_config(**fields), workdir)
+  fields.update(num_train_steps=8)
+  with pytest.raises(NonFiniteLossError) as e:
+    dcgan.train_and_evaluate(tiny_config(**fields, g_learning_rate=1e6, d_learning_rate=1e6),
+                             workdir)
+  message = str(e.value)
+  assert re.search(r"diverged beyond divergence_threshold=1e\+08 at step [5-8] ", message)
+  assert "last good checkpoint is step 4" in message
+  assert "--config.d_learning_rate (now 1e+06) and --config.g_learning_rate (now 1e+06)" \
+      in message
+  assert "learning_rate " not in message.replace("_learning_rate", "")  # no field it lacks
+  assert Checkpointer(workdir).all_steps() == [2, 4]
+  resumed = dcgan.train_and_evaluate(tiny_config(**fields, g_learning_rate=1e-4,
+                                                 d_learning_rate=1e-4), workdir)
+  assert (resumed.start_step, resumed.step) == (4, 8)
+  with open(os.path.join(workdir, "run.json")) as f:
+    starts = json.load(f)["starts"]
+  assert starts[-1]["start_step"] == 4
+  assert starts[-1]["changed"] == {"d_learning_rate": [1e6, 1e-4],
+                                   "g_learning_rate": [1e6, 1e-4]}
+  # Other fields stay refused; so does a run directory without its config.json.
+  with pytest.raises(ValueError, match="seed: 0 -> 1"):
+    dcgan.train_and_evaluate(tiny_config(**dict(fields, num_train_steps=9), seed=1), workdir)
+  os.remove(os.path.join(workdir, "config.json"))
+  with pytest.raises(ValueError, match="holds checkpoints but no config.json"):
+    dcgan.train_and_evaluate(tiny_config(**dict(fields, num_train_steps=9)), workdir)
+
+
+def test_a_stop_logs_the_steps_since_the_last_log(tmp_path):
+  """SIGTERM between logs: the steps since the last log are logged at the
+  stop's checkpoint (marked with how many steps the means cover), so none
+  goes unlogged across a preemption."""
+  import signal
+  from jaxgan.loop import Preempted
+
+  def send_sigterm(task, state, data):  # an evaluator, called at step 3
+    os.kill(os.getpid(), signal.SIGTERM)
+    return {}
+
+  workdir = str(tmp_path / "stopped")
+  config = tiny_config(num_train_steps=50, log_every_steps=1000, eval_every_steps=3,
+                       checkpoint_every_steps=1000, sample_every_steps=1000, **TINY_DCGAN)
+  with pytest.raises(Preempted, match="Stopped by SIGTERM at step 4"):
+    train_and_evaluate(config, workdir, lambda c, data: GANTask(c, data.info.image_shape),
+                       evaluators=[send_sigterm])
+  records = read_metrics(workdir)
+  assert [(r["step"], r["logged_steps"]) for r in records] == [(3, 3), (4, 1)]
+  assert Checkpointer(workdir).latest_step() == 4
 
 
 def _cli(*args, timeout=120):

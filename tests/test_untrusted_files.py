@@ -12,6 +12,7 @@ import gzip
 import io
 import os
 import pickle
+import re
 import signal
 import struct
 import subprocess
@@ -27,6 +28,7 @@ from experiments import dcgan
 from experiments.configs.dcgan import get_config as dcgan_config
 from conftest import TINY_DCGAN
 from jaxgan import images, torchfile
+from jaxgan.checkpoint import Checkpointer
 from jaxgan.data import Data, DataError
 from jaxgan.data.arrays import read_idx
 from jaxgan.runlock import RunLock, RunLockedError
@@ -459,3 +461,54 @@ def test_restoring_a_run_falls_back_from_a_damaged_newest_checkpoint(tmp_path, c
     runs.restore(workdir, 4)
   assert "\n" not in str(e.value) and len(str(e.value)) < 600
   gc.collect()
+
+
+# --- a full disk ------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A 1 MiB tmpfs, room for two of the test DCGAN's checkpoints (where
+  this user may mount one; skipped elsewhere)."""
+  mount = tmp_path / "disk"
+  mount.mkdir()
+  proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                        capture_output=True, text=True)
+  if proc.returncode:
+    pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()[:100]})")
+  try:
+    yield mount
+  finally:
+    subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_is_one_line_naming_the_failed_save_and_the_last_good_one(small_disk):
+  workdir = str(small_disk / "run")
+  fields = dict(dataset="digits", batch_size=16, num_train_steps=40, checkpoint_every_steps=2,
+                keep_checkpoints=100, log_every_steps=2, sample_every_steps=1000,
+                eval_every_steps=0, **TINY_DCGAN)
+  proc = subprocess.run([sys.executable, "-m", "experiments.dcgan", "--workdir", workdir]
+                        + [f"--config.{k}={v}" for k, v in fields.items()], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  # Beside the progress bar and the input line: the error, alone.
+  lines = [line for line in proc.stderr.splitlines()
+           if line.strip() and not line.startswith(("run:", "Input:"))]
+  assert "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr[-3000:]
+  error = lines[0]
+  assert re.match(r"error: Saving the checkpoint of step \d+ failed: No space left on device",
+                  error), error
+  good = Checkpointer(workdir).all_steps()
+  assert good and f"The last good checkpoint is step {max(good)} in " in error
+  log = re.search(r"Background tracebacks: (\S+)\.\)", error).group(1)
+  assert os.path.getsize(log) > 0  # the details, out of the terminal's way
+  state = Checkpointer(workdir).restore(_tiny_state_shape(fields), max(good))  # intact
+  assert int(state.step) == max(good)
+
+
+def _tiny_state_shape(fields):
+  import jax
+  from jaxgan.tasks.gan import make_task
+  config = dcgan_config()
+  config.update(fields)
+  task = make_task(config, Data(config))
+  return jax.eval_shape(task.init_state, jax.random.PRNGKey(0))

@@ -49,6 +49,10 @@ def base_config(task: str, image_size: int = 28) -> ml_collections.ConfigDict:
   # Train steps per jitted call (unrolled); bitwise the same results, may
   # change on a resume. >1 pays where a step is short (docs/devices.md).
   config.steps_per_call = 1
+  # The run stops (no save; the message says how to resume with a lower
+  # learning rate) when a logged loss is NaN/Inf or beyond +-this: finite but
+  # diverged (0: only at NaN/Inf). Far above any healthy loss or metric here.
+  config.divergence_threshold = 1e8
 
   # Run directory (docs/runs.md): metrics.jsonl every log_every_steps,
   # sample grids every sample_every_steps, Orbax checkpoints (the last
