@@ -32,7 +32,7 @@ import ml_collections
 
 from jaxgan import evaluation, loop, provenance
 from jaxgan.checkpoint import Checkpointer
-from jaxgan.data import Data, DataError, load_info
+from jaxgan.data import Data, DataError, load_info, load_remembered
 from jaxgan.tasks import Task
 from jaxgan.tasks.classifier import ClassifierTask, GeneratedData
 from jaxgan.tasks.gan import make_task as make_gan_task
@@ -135,7 +135,7 @@ def restore(run_dir: str, step: int | None = None, expect: Sequence[str] | str =
                     f"this needs a {' or '.join(expect)} run.")
   # What the task needs of the data (image shape, classes) as the run
   # recorded it: the examples are read only if the caller asks for them.
-  data = Data(config, info=load_info(run_dir))
+  data = Data(config, info=load_info(run_dir), remembered=load_remembered(run_dir))
   task = kind.build(config, data)
   key = jax.random.PRNGKey(config.seed)
   if step == 0:
@@ -228,7 +228,8 @@ def _build_classifier(config, data: Data) -> ClassifierTask:
 
 def _build_vae(config, data: Data) -> VAETask:
   # The first eval images are the fixed inputs of the reconstruction figures.
-  return VAETask(config, data.info.image_shape, data.first_images(_eval_split(config), 32))
+  return VAETask(config, data.info.image_shape, data.remember(
+      "vae_figure_inputs", lambda: data.first_images(_eval_split(config), 32)))
 
 
 def _build_superres(config, data: Data) -> SuperResolutionTask:
@@ -239,8 +240,8 @@ def _build_superres(config, data: Data) -> SuperResolutionTask:
                        "experiments.classifier run directory on the same images).")
     perceptual = _dependency("perceptual_classifier", config.perceptual_classifier,
                              "classifier")
-  return SuperResolutionTask(config, data.info.image_shape,
-                             data.first_images(_eval_split(config), 8), perceptual)
+  return SuperResolutionTask(config, data.info.image_shape, data.remember(
+      "superres_figure_inputs", lambda: data.first_images(_eval_split(config), 8)), perceptual)
 
 
 def _gan_evaluators(config) -> list:

@@ -279,3 +279,34 @@ def test_a_run_is_restored_and_sampled_without_its_data(tmp_path):
   os.remove(os.path.join(workdir, pipeline.INFO_FILE))
   with pytest.raises(DataError, match=f"directory '{folder}' does not exist"):
     runs.restore(workdir)
+
+
+@pytest.mark.parametrize("kind", ["cluster_projection", "vae"])
+def test_tasks_that_take_examples_at_build_restore_without_their_data(tmp_path, kind):
+  """What a task's build takes from the data (a self-conditioned GAN's
+  k-means clusters, a VAE's fixed figure inputs) is saved beside data.json
+  (`Data.remember`), so these runs restore with their dataset gone too."""
+  from experiments.configs.gan import get_config as gan_config
+  from experiments.configs.vae import get_config as vae_config
+  from jaxgan import runs
+  folder = tmp_path / "folder"
+  fields = dict(dataset=write_folder(folder), train_split="train[:80]", eval_split="train[80:]",
+                image_size=16, batch_size=16, num_train_steps=2, log_every_steps=1,
+                checkpoint_every_steps=2, sample_every_steps=2, eval_every_steps=0)
+  if kind == "vae":
+    c = vae_config()
+    c.update(dict(fields, latent_dim=4, base_features=8))
+  else:
+    c = gan_config(kind)
+    c.update(dict(fields, ngf=8, ndf=8, cluster_conditioning=3))
+  workdir = str(tmp_path / "run")
+  runs.train(c, workdir)
+  before = runs.restore(workdir)
+  shutil.rmtree(folder)
+  after = runs.restore(workdir)
+  if kind == "vae":
+    np.testing.assert_array_equal(after.task.examples, before.task.examples)
+    assert after.task.examples.shape == (16, 16, 16, 3)  # the 16 eval images
+  else:
+    jax.tree.map(np.testing.assert_array_equal, after.task.clusters, before.task.clusters)
+    jax.tree.map(np.testing.assert_array_equal, after.state.clusters, before.state.clusters)

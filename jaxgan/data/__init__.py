@@ -6,8 +6,9 @@ indexed pipeline `indexed.py`; the streamed one `streamed.py`; the tf.data one
 
 from jaxgan.data.arrays import read_idx, register_arrays
 from jaxgan.data.base import DataError, DataSource
-from jaxgan.data.pipeline import Data, DatasetInfo, device_batches, load_info
+from jaxgan.data.pipeline import (Data, DatasetInfo, device_batches, load_info,
+                                  load_remembered)
 from jaxgan.data.sources import SOURCES, get_source
 
 __all__ = ["SOURCES", "Data", "DataError", "DataSource", "DatasetInfo", "device_batches",
-           "get_source", "load_info", "read_idx", "register_arrays"]
+           "get_source", "load_info", "load_remembered", "read_idx", "register_arrays"]

@@ -81,7 +81,8 @@ class FileReader:
     return len(self.files)
 
   def read(self, i: int) -> tuple[np.ndarray, int]:
-    x = _read(self.files[i], "L" if self.channels == 1 else "RGB")
+    # (an ImageFileError, which streamed.read_fitted names with the example's number)
+    x = images_lib.read_image(self.files[i], "L" if self.channels == 1 else "RGB")
     return x.reshape(*x.shape[:2], self.channels), int(self.labels[i])
 
   def name_of(self, i: int) -> str:

@@ -43,6 +43,10 @@ from jaxgan.data.tfds import tensorflow_available
 PIPELINES = ("auto", "indexed", "streamed", "tfdata")
 # What a run records of its data, beside config.json (`Data.save_info`).
 INFO_FILE = "data.json"
+# What a task's build took from the data (`Data.remember`: a VAE's fixed
+# figure inputs, a self-conditioned GAN's clusters), saved beside data.json
+# so that a restore builds the task without the data.
+REMEMBERED_FILE = "data_remembered.npz"
 # "auto" holds a split in memory when the fitted train and eval splits take at
 # most this fraction of physical memory (fitting peaks at about twice that).
 HOST_FRACTION = 0.25
@@ -89,8 +93,11 @@ class Data:
   and scored against a reference file without its data present.
   """
 
-  def __init__(self, config, info: DatasetInfo | None = None):
+  def __init__(self, config, info: DatasetInfo | None = None,
+               remembered: dict | None = None):
     self.config = config
+    self._saved = dict(remembered or {})  # from the run directory (a restore)
+    self._remembered: dict = {}
     self.pipeline = provenance.added_field(config, "data_pipeline")
     if self.pipeline not in PIPELINES:
       raise ValueError(f"Unknown config.data_pipeline {self.pipeline!r}; use one of "
@@ -131,12 +138,32 @@ class Data:
     return DatasetInfo(source.name, (self.image_size, self.image_size, source.channels),
                        source.num_classes, train_n, eval_n, tuple(names) if names else None)
 
+  def remember(self, name: str, compute):
+    """`compute()` (an array, or a dict of arrays), or what a restored run
+    saved under `name`; kept for `save_info` to write. For what a task's
+    build takes from the data, so that restoring the task needs none."""
+    value = self._saved[name] if name in self._saved else compute()
+    self._remembered[name] = value
+    return value
+
   def save_info(self, workdir: str) -> None:
-    """Writes `workdir/data.json`: what a restore needs of the data."""
+    """Writes `workdir/data.json` (what a restore needs of the data) and
+    `data_remembered.npz` (what the task's build took from it: `remember`)."""
     path = os.path.join(workdir, INFO_FILE)
     with open(path + ".tmp", "w") as f:
       json.dump(dataclasses.asdict(self.info), f, indent=1)
     os.replace(path + ".tmp", path)
+    if self._remembered:
+      flat = {}
+      for name, value in self._remembered.items():
+        if isinstance(value, dict):
+          flat.update({f"{name}/{k}": np.asarray(v) for k, v in value.items()})
+        else:
+          flat[name] = np.asarray(value)
+      path = os.path.join(workdir, REMEMBERED_FILE)
+      with open(path + ".tmp", "wb") as f:
+        np.savez(f, **flat)
+      os.replace(path + ".tmp", path)
 
   def fitted_bytes(self) -> int:
     """What the train and eval splits take in memory at image_size (uint8)."""
@@ -259,6 +286,27 @@ def load_info(run_dir: str) -> DatasetInfo | None:
   except (KeyError, TypeError) as e:
     raise DataError(f"{path} is damaged ({e}); delete it to read the run's data "
                     "instead.") from None
+
+
+def load_remembered(run_dir: str) -> dict:
+  """What a run's task build took from its data (`Data.remember`), or {}
+  for runs made before data_remembered.npz (their restore reads the data)."""
+  path = os.path.join(run_dir, REMEMBERED_FILE)
+  if not os.path.exists(path):
+    return {}
+  out: dict = {}
+  try:
+    with np.load(path) as f:
+      for key in f.files:
+        name, _, part = key.partition("/")
+        if part:
+          out.setdefault(name, {})[part] = f[key]
+        else:
+          out[name] = f[key]
+  except (OSError, ValueError, EOFError) as e:
+    raise DataError(f"{path} is damaged ({e}); delete it to read the run's data "
+                    "instead.") from None
+  return out
 
 
 def device_batches(ds, mesh, prefetch: int = 2) -> Iterator:

@@ -503,9 +503,12 @@ def make_task(config, data) -> GANTask:
   clusters = None
   k = provenance.added_field(config, "cluster_conditioning")
   if isinstance(k, int) and k >= 2 and provenance.added_field(config, "conditional"):
-    images = data.first_images(config.train_split, clustering.MAX_FIT_IMAGES)
-    clusters = clustering.fit(images, k, config.seed)
-    if jax.process_count() > 1:  # Every process uses process 0's (k-means may differ by BLAS).
-      from jax.experimental import multihost_utils
-      clusters = multihost_utils.broadcast_one_to_all(clusters)
+    def fit():
+      images = data.first_images(config.train_split, clustering.MAX_FIT_IMAGES)
+      fitted = clustering.fit(images, k, config.seed)
+      if jax.process_count() > 1:  # Every process uses process 0's (k-means may differ by BLAS).
+        from jax.experimental import multihost_utils
+        fitted = multihost_utils.broadcast_one_to_all(fitted)
+      return fitted
+    clusters = data.remember("clusters", fit)  # a restore takes the run's own
   return GANTask(config, data.info.image_shape, data.info.num_classes, clusters)
