@@ -6,7 +6,7 @@ calls `tool_main(define_flags, _run)`."""
 import os
 import sys
 
-from jaxgan import images, xla_flags
+from jaxgan import errorlog, images, xla_flags
 from jaxgan.checkpoint import CheckpointSaveError
 from jaxgan.data import DataError
 from jaxgan.loop import NonFiniteLossError, Preempted
@@ -48,7 +48,8 @@ def _absl_tool_main(run, errors: tuple = (ValueError, FileNotFoundError),
       return 2
     try:
       apply_image_limit_flag()
-      return (run() if usage is None else run(argv[1:])) or 0
+      with errorlog.background_errors_logged():  # e.g. a damaged checkpoint's noise
+        return (run() if usage is None else run(argv[1:])) or 0
     except errors as e:
       print(f"error: {e}", file=sys.stderr)
       return 1

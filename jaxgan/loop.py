@@ -24,16 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
-import logging
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
-import traceback
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan import images, provenance, sharding
+from jaxgan import errorlog, images, provenance, sharding
 from jaxgan.checkpoint import BestCheckpoint, Checkpointer
 from jaxgan.data import Data, indexed
 from jaxgan.runlock import RunLock
@@ -257,119 +252,8 @@ def train_and_evaluate(config, workdir: str, make_task: Callable[[Any, Data], Ta
   # Process 0 owns the directory before anything is written (a second run is
   # refused); the kernel releases the lock at exit, even on SIGKILL.
   with (RunLock(workdir) if is_main else contextlib.nullcontext(),
-        _background_errors_logged(workdir)):
+        errorlog.background_errors_logged(workdir)):
     return _train(config, workdir, task, data, mesh, local_batch, is_main, evaluators)
-
-
-@contextlib.contextmanager
-def _background_errors_logged(workdir: str):
-  """Tracebacks that are not the run's own go to WORKDIR/errors.log
-  (errors.process_<i>.log on other processes; a file in the temporary
-  directory when the run directory cannot be written, e.g. a full disk)
-  instead of the terminal, where the run's own one-line error is what a
-  user reads: exceptions ignored in collected coroutines and callbacks,
-  background threads, asyncio's "exception was never retrieved", and the
-  errors Orbax's background threads log (a failed asynchronous save leaves
-  hundreds). When the run ends in an error the diversion stays in place for
-  the process's last moments (its teardown collects the rest) and the
-  error's message names the file."""
-  log = _ErrorLog(workdir)
-  handler = logging.StreamHandler(log)
-  handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(pathname)s:%(lineno)d "
-                                         "%(message)s"))
-  diverted = _DivertBackgroundRecords(handler)
-  asyncio_log = logging.getLogger("asyncio")
-  saved = sys.unraisablehook, threading.excepthook, asyncio_log.propagate
-  sys.unraisablehook, threading.excepthook = log.unraisable, log.thread_exception
-  asyncio_log.addHandler(handler)
-  asyncio_log.propagate = False
-  root_handlers = list(logging.getLogger().handlers)
-  for h in root_handlers:
-    h.addFilter(diverted)
-  try:
-    yield
-  except BaseException as e:
-    gc.collect()  # what the failure left behind reports now, into the log
-    # (and the coroutines a failed save abandons are no news at exit)
-    warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
-    if log.path and len(e.args) == 1 and isinstance(e.args[0], str) and \
-        not isinstance(e, (KeyboardInterrupt, SystemExit)):
-      e.args = (f"{e.args[0]} (Background tracebacks: {log.path}.)",)
-    raise
-  else:
-    gc.collect()
-    sys.unraisablehook, threading.excepthook, asyncio_log.propagate = saved
-    asyncio_log.removeHandler(handler)
-    for h in root_handlers:
-      h.removeFilter(diverted)
-    log.close()
-
-
-class _ErrorLog:
-  """The file behind `_background_errors_logged`, opened on first use."""
-
-  def __init__(self, workdir: str):
-    index = jax.process_index()
-    name = "errors.log" if index == 0 else f"errors.process_{index}.log"
-    self._candidates = [os.path.join(workdir, name),
-                        os.path.join(tempfile.gettempdir(), f"jaxgan-{os.getpid()}-{name}")]
-    self.path: str | None = None
-    self._file = None
-    self._lock = threading.Lock()
-
-  def write(self, text: str) -> None:
-    with self._lock:
-      while self._candidates or self._file is not None:
-        try:
-          if self._file is None:
-            self.path = self._candidates.pop(0)
-            self._file = open(self.path, "a")
-            self._file.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}\n")
-          self._file.write(text)
-          self._file.flush()
-          return
-        except OSError:  # e.g. the full disk the save failed on: the next place
-          self._drop()
-      self.path = None  # nowhere to write: the tracebacks are dropped
-
-  def _drop(self) -> None:
-    if self._file is not None:
-      try:
-        self._file.close()
-      except OSError:
-        pass
-    self._file = None
-
-  def flush(self) -> None:
-    pass
-
-  def close(self) -> None:
-    with self._lock:
-      self._drop()
-
-  def unraisable(self, u) -> None:
-    self.write(f"{u.err_msg or 'Exception ignored in'}: {u.object!r}\n" + "".join(
-        traceback.format_exception(u.exc_type, u.exc_value, u.exc_traceback)))
-
-  def thread_exception(self, a) -> None:
-    self.write(f"In thread {a.thread.name if a.thread else '?'}:\n" + "".join(
-        traceback.format_exception(a.exc_type, a.exc_value, a.exc_traceback)))
-
-
-class _DivertBackgroundRecords(logging.Filter):
-  """Keeps the log records of Orbax's and asyncio's background work off the
-  terminal's handlers, handing them to the error log's handler instead."""
-
-  def __init__(self, handler: logging.Handler):
-    super().__init__()
-    self.handler = handler
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    path = record.pathname.replace(os.sep, "/")
-    if record.levelno >= logging.ERROR and ("/orbax/" in path or "/asyncio/" in path):
-      self.handler.handle(record)
-      return False
-    return True
 
 
 def _train(config, workdir: str, task: Task, data: Data, mesh, local_batch: int, is_main: bool,

@@ -309,3 +309,27 @@ def test_cli_on_two_processes_equals_one(runs, tmp_path):
   for key in KEYS[:-1]:
     np.testing.assert_allclose(two[key], one[key], rtol=1e-4, atol=1e-6, err_msg=key)
   assert np.load(export)["images"].shape == (37, 28, 28, 1)
+
+
+def test_cli_with_every_checkpoint_damaged_is_one_line(runs, tmp_path):
+  """`experiments.evaluate` restores through `jaxgan.runs.restore` (the
+  newest readable checkpoint, tests/test_untrusted_files.py); when none can
+  be read, one error line and exit 1, not a TensorStore dump."""
+  import glob
+  import shutil
+  clf_dir, gan_dir = runs
+  copy = str(tmp_path / "gan")
+  shutil.copytree(gan_dir, copy)
+  for step_dir in glob.glob(os.path.join(copy, "checkpoints", "[0-9]*")):
+    data = max(glob.glob(os.path.join(step_dir, "**", "d", "*"), recursive=True),
+               key=os.path.getsize)
+    with open(data, "r+b") as f:
+      f.truncate(10)
+  proc = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--workdir={copy}",
+                         f"--features={clf_dir}", "--num_samples=20"], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"error: No checkpoint in {copy}/checkpoints can be restored")
+  assert "pybind11" not in last and len(last) < 800
