@@ -467,11 +467,10 @@ def test_restoring_a_run_falls_back_from_a_damaged_newest_checkpoint(tmp_path, c
 
 @pytest.fixture
 def small_disk(tmp_path):
-  """A 1 MiB tmpfs, room for two of the test DCGAN's checkpoints (where
-  this user may mount one; skipped elsewhere)."""
+  """A 4 MiB tmpfs (where this user may mount one; skipped elsewhere)."""
   mount = tmp_path / "disk"
   mount.mkdir()
-  proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+  proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
                         capture_output=True, text=True)
   if proc.returncode:
     pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()[:100]})")
@@ -482,27 +481,36 @@ def small_disk(tmp_path):
 
 
 def test_a_full_disk_is_one_line_naming_the_failed_save_and_the_last_good_one(small_disk):
+  """A run checkpoints step 2; then the disk fills up (a ballast file leaves
+  100 KB, less than a checkpoint) and the resumed run's next save fails."""
   workdir = str(small_disk / "run")
-  fields = dict(dataset="digits", batch_size=16, num_train_steps=40, checkpoint_every_steps=2,
+  fields = dict(dataset="digits", batch_size=16, checkpoint_every_steps=2,
                 keep_checkpoints=100, log_every_steps=2, sample_every_steps=1000,
                 eval_every_steps=0, **TINY_DCGAN)
-  proc = subprocess.run([sys.executable, "-m", "experiments.dcgan", "--workdir", workdir]
-                        + [f"--config.{k}={v}" for k, v in fields.items()], cwd=REPO,
+  command = ([sys.executable, "-m", "experiments.dcgan", "--workdir", workdir]
+             + [f"--config.{k}={v}" for k, v in fields.items()])
+  first = subprocess.run(command + ["--config.num_train_steps=2"], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+  assert first.returncode == 0, first.stderr[-3000:]
+  stat = os.statvfs(small_disk)
+  with open(small_disk / "ballast", "wb") as f:
+    f.write(bytes(max(0, stat.f_bavail * stat.f_frsize - 100_000)))
+  proc = subprocess.run(command + ["--config.num_train_steps=40"], cwd=REPO,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 1, proc.stderr[-3000:]
-  # Beside the progress bar and the input line: the error, alone.
+  # Beside the progress bar and the input and resume lines: the error, alone.
   lines = [line for line in proc.stderr.splitlines()
-           if line.strip() and not line.startswith(("run:", "Input:"))]
+           if line.strip() and not line.startswith(("run:", "Input:", "Resuming"))]
   assert "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr[-3000:]
   error = lines[0]
-  assert re.match(r"error: Saving the checkpoint of step \d+ failed: No space left on device",
+  assert re.match(r"error: Saving the checkpoint of step 4 failed: No space left on device",
                   error), error
-  good = Checkpointer(workdir).all_steps()
-  assert good and f"The last good checkpoint is step {max(good)} in " in error
+  assert "The last good checkpoint is step 2 in " in error
+  assert Checkpointer(workdir).all_steps() == [2]
   log = re.search(r"Background tracebacks: (\S+)\.\)", error).group(1)
   assert os.path.getsize(log) > 0  # the details, out of the terminal's way
-  state = Checkpointer(workdir).restore(_tiny_state_shape(fields), max(good))  # intact
-  assert int(state.step) == max(good)
+  state = Checkpointer(workdir).restore(_tiny_state_shape(fields), 2)  # intact
+  assert int(state.step) == 2
 
 
 def _tiny_state_shape(fields):
