@@ -45,6 +45,22 @@ def test_bad_scales_and_losses_are_clear_errors():
     SuperResolutionTask(config, (28, 28, 1), np.zeros((8, 28, 28, 1), np.float32))
 
 
+def test_padding_rows_do_not_turn_the_eval_sums_into_nan():
+  """An eval batch's padding rows (mask 0) are constant images that bicubic
+  up-sampling restores exactly (PSNR inf): they must count as 0, not NaN
+  (a 1,000-image CIFAR-10 split in batches of 64 logged bicubic PSNR NaN)."""
+  config = get_config()
+  config.update(dict(features=8, num_blocks=1, scale=2))
+  task = SuperResolutionTask(config, (8, 8, 1), np.zeros((2, 8, 8, 1), np.float32))
+  state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
+  image = np.zeros((2, 8, 8, 1), np.float32)
+  image[0] = np.random.default_rng(0).uniform(-1, 1, (8, 8, 1))
+  sums = task.eval_step(state, {"image": jnp.asarray(image),
+                                "mask": jnp.asarray([1.0, 0.0])}, jnp.int32(0))
+  assert all(np.isfinite(float(v)) for v in sums.values()), sums
+  assert float(sums["count"]) == 1.0
+
+
 def _config(**overrides):
   config = get_config()
   config.update(dict(dataset="digits", batch_size=16, num_train_steps=4, features=8,

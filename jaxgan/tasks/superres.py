@@ -162,9 +162,12 @@ class SuperResolutionTask:
     sr, bicubic = to01(self.upscale(state, lr)), to01(bicubic_upsample(lr, self.scale))
     target = to01(hr)
     sums = {"count": jnp.sum(mask)}
+    # (where, not a product: a padding row that bicubic up-sampling restores
+    # exactly has an infinite PSNR, and inf * 0 is NaN)
+    kept = lambda v: jnp.sum(jnp.where(mask > 0, v, 0.0))
     for name, x in (("", sr), ("_bicubic", bicubic)):
-      sums[f"psnr{name}"] = jnp.sum(quality.psnr(x, target) * mask)
-      sums[f"ssim{name}"] = jnp.sum(quality.ssim(x, target) * mask)
+      sums[f"psnr{name}"] = kept(quality.psnr(x, target))
+      sums[f"ssim{name}"] = kept(quality.ssim(x, target))
     return sums
 
   def summarize_eval(self, totals: dict, step: int, outdir: str | None) -> dict:
