@@ -33,7 +33,13 @@ _OS_ERRORS = re.compile(r"No space left on device|Disk quota exceeded|Permission
 
 class Checkpointer:
 
-  def __init__(self, run_dir: str, max_to_keep: int = 3, asynchronous: bool = True):
+  def __init__(self, run_dir: str, max_to_keep: int = 3, asynchronous: bool = True,
+               writer: bool = False):
+    """`writer`: the training run that saves here (one per directory:
+    `jaxgan.runlock`). Only it removes the temporary directories of saves a
+    killed process left unfinished; a reader (evaluation, a test, a second
+    look while training runs) must not, or it would delete the temporary
+    directory of the writer's save in flight."""
     self.directory = os.path.join(os.path.abspath(run_dir), "checkpoints")
     self._saving: int | None = None  # the step of the save in flight
     self._reported = False  # a failed save was raised as CheckpointSaveError
@@ -42,7 +48,7 @@ class Checkpointer:
         options=ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep,
             enable_async_checkpointing=asynchronous,
-            cleanup_tmp_directories=True,
+            cleanup_tmp_directories=writer,
             create=True))
 
   def latest_step(self) -> int | None:
@@ -214,7 +220,7 @@ class BestCheckpoint:
                                   else value <= self.best):
       return False
     if self._ckpt is None:
-      self._ckpt = Checkpointer(self.directory, max_to_keep=1)
+      self._ckpt = Checkpointer(self.directory, max_to_keep=1, writer=True)
     self._ckpt.save(step, state)
     self._ckpt.wait()  # The record names a complete checkpoint.
     self.best = value

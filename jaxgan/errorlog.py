@@ -71,16 +71,21 @@ class _ErrorLog:
   """The file behind `_background_errors_logged`, opened on first use."""
 
   def __init__(self, directory: str | None):
-    index = jax.process_index()
-    name = "errors.log" if index == 0 else f"errors.process_{index}.log"
-    self._candidates = ([os.path.join(directory, name)] if directory else []) + [
-        os.path.join(tempfile.gettempdir(), f"jaxgan-{os.getpid()}-{name}")]
+    self._directory = directory
+    self._candidates: list[str] | None = None  # at the first write: the process
+    # index then (asking now could start JAX before jax.distributed.initialize)
     self.path: str | None = None
     self._file = None
     self._lock = threading.Lock()
 
   def write(self, text: str) -> None:
     with self._lock:
+      if self._candidates is None:
+        index = jax.process_index()
+        name = "errors.log" if index == 0 else f"errors.process_{index}.log"
+        self._candidates = ([os.path.join(self._directory, name)] if self._directory
+                            else []) + [
+            os.path.join(tempfile.gettempdir(), f"jaxgan-{os.getpid()}-{name}")]
       while self._candidates or self._file is not None:
         try:
           if self._file is None:

@@ -258,7 +258,7 @@ def train_and_evaluate(config, workdir: str, make_task: Callable[[Any, Data], Ta
 
 def _train(config, workdir: str, task: Task, data: Data, mesh, local_batch: int, is_main: bool,
            evaluators: Sequence[Evaluator]) -> TrainResult:
-  ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
+  ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints, writer=True)
   changed = {}  # learning rates changed on resume, recorded in run.json
   if ckpt.latest_step() is not None:
     try:

@@ -82,3 +82,23 @@ def test_unreadable_checkpoint_is_skipped_for_the_previous_good_one(tmp_path):
     ckpt.restore_latest_good({"other": jnp.zeros(3)})
   ckpt.close()
   assert sorted(os.listdir(tmp_path / "checkpoints"))[:2] == ["2", "4"]
+
+
+def test_only_the_writer_removes_unfinished_saves(tmp_path):
+  """A reader (evaluation, a second look while training runs) leaves the
+  temporary directory of a save alone: it may be the writer's save in
+  flight. The training run's writer removes those a killed process left."""
+  import os
+
+  import jax.numpy as jnp
+
+  unfinished = tmp_path / "checkpoints" / "6.orbax-checkpoint-tmp-1234" / "default"
+  os.makedirs(unfinished)
+  reader = Checkpointer(str(tmp_path))
+  assert reader.all_steps() == []
+  reader.close()
+  assert unfinished.is_dir()
+  writer = Checkpointer(str(tmp_path), writer=True)
+  writer.save(2, {"w": jnp.zeros(3)})
+  writer.close()
+  assert not unfinished.parent.exists() and writer.all_steps() == [2]
