@@ -17,7 +17,10 @@ def train_main(train_and_evaluate, config, workdir: str) -> int:
   failed save, a full disk) print one clear message and exit 1, keeping what
   the run directory already holds."""
   try:
-    train_and_evaluate(config, workdir)
+    # (the loop diverts background tracebacks itself; this keeps the diversion
+    # for the process's teardown when the run fails)
+    with errorlog.background_errors_logged(workdir, keep_on_error=True):
+      train_and_evaluate(config, workdir)
   except (DataError, NonFiniteLossError, ValueError, CheckpointSaveError, OSError) as e:
     print(f"\nerror: {e}", file=sys.stderr)
     return 1
@@ -48,7 +51,7 @@ def _absl_tool_main(run, errors: tuple = (ValueError, FileNotFoundError),
       return 2
     try:
       apply_image_limit_flag()
-      with errorlog.background_errors_logged():  # e.g. a damaged checkpoint's noise
+      with errorlog.background_errors_logged(keep_on_error=True):  # a damaged checkpoint's noise
         return (run() if usage is None else run(argv[1:])) or 0
     except errors as e:
       print(f"error: {e}", file=sys.stderr)

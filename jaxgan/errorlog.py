@@ -24,7 +24,7 @@ import jax
 
 
 @contextlib.contextmanager
-def background_errors_logged(directory: str | None = None):
+def background_errors_logged(directory: str | None = None, keep_on_error: bool = False):
   """Tracebacks that are not the command's own go to DIRECTORY/errors.log
   (errors.process_<i>.log on other processes; a file in the temporary
   directory without a directory, or when it cannot be written, e.g. a full
@@ -32,9 +32,10 @@ def background_errors_logged(directory: str | None = None):
   what a user reads: exceptions ignored in collected coroutines and callbacks,
   background threads, asyncio's "exception was never retrieved", and the
   errors Orbax's background threads log (a failed asynchronous save leaves
-  hundreds). When the run ends in an error the diversion stays in place for
-  the process's last moments (its teardown collects the rest) and the
-  error's message names the file."""
+  hundreds). An error leaving the block names the file in its message.
+  `keep_on_error` (a command's main, whose process ends with the error):
+  the diversion then stays in place for the process's last moments, whose
+  teardown collects the rest; otherwise it is always undone."""
   log = _ErrorLog(directory)
   handler = logging.StreamHandler(log)
   handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(pathname)s:%(lineno)d "
@@ -48,27 +49,31 @@ def background_errors_logged(directory: str | None = None):
   root_handlers = list(logging.getLogger().handlers)
   for h in root_handlers:
     h.addFilter(diverted)
+  failed = False
   try:
     yield
   except BaseException as e:
+    failed = True
     gc.collect()  # what the failure left behind reports now, into the log
-    # (and the coroutines a failed save abandons are no news at exit)
-    warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
-    if log.path and len(e.args) == 1 and isinstance(e.args[0], str) and \
-        not isinstance(e, (KeyboardInterrupt, SystemExit)):
+    if keep_on_error:  # (the coroutines a failed save abandons are no news at exit)
+      warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
+    if (log.path and len(e.args) == 1 and isinstance(e.args[0], str)
+        and log.path not in e.args[0] and not isinstance(e, (KeyboardInterrupt, SystemExit))):
       e.args = (f"{e.args[0]} (Background tracebacks: {log.path}.)",)
     raise
-  else:
-    gc.collect()
-    sys.unraisablehook, threading.excepthook, asyncio_log.propagate = saved
-    asyncio_log.removeHandler(handler)
-    for h in root_handlers:
-      h.removeFilter(diverted)
-    log.close()
+  finally:
+    if not failed:
+      gc.collect()
+    if not (failed and keep_on_error):
+      sys.unraisablehook, threading.excepthook, asyncio_log.propagate = saved
+      asyncio_log.removeHandler(handler)
+      for h in root_handlers:
+        h.removeFilter(diverted)
+      log.close()
 
 
 class _ErrorLog:
-  """The file behind `_background_errors_logged`, opened on first use."""
+  """The file behind `background_errors_logged`, opened on first use."""
 
   def __init__(self, directory: str | None):
     self._directory = directory

@@ -480,6 +480,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(mount)], capture_output=True)
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # Orbax's reads
 def test_a_full_disk_is_one_line_naming_the_failed_save_and_the_last_good_one(small_disk):
   """A run checkpoints step 2; then the disk fills up (a ballast file leaves
   100 KB, less than a checkpoint) and the resumed run's next save fails."""
