@@ -152,7 +152,8 @@ def _diverged_message(config, step: int, values: dict, threshold: float, kept,
            if k.endswith("learning_rate") and k in config]
   lower = " and ".join(f"--config.{k} (now {config[k]:g})" for k in rates)
   where = f"step {kept} in {directory}" if kept is not None else f"none (in {directory})"
-  return (f"The losses {what} at step {step} ({', '.join(f'{k}={v:.4g}' for k, v in values.items())}). "
+  shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+  return (f"The losses {what} at step {step} ({shown}). "
           f"Stopped without saving; the last good checkpoint is {where}. Rerun the same "
           f"command with a lower {lower or 'learning rate'} (changeable on resume, recorded "
           "in run.json) or check the data, and it resumes from there.")
