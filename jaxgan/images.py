@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 # The most pixels an image file may have before it is decoded: 8192 x 8192
-# (64 megapixels, ~200 MB as RGB). A 193 KB PNG can claim 13000 x 13000 and
+# (67 million pixels, ~200 MB as RGB). A 193 KB PNG can claim 13000 x 13000 and
 # take 5 GB and minutes to decode. Raise it with --max_image_pixels=N (every
 # command) or the environment variable below, which worker processes inherit.
 DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
