@@ -168,15 +168,16 @@ def on_device_setting(setting) -> str | bool:
   return value
 
 
-def fits_on_device(images: np.ndarray, setting) -> bool:
-  """Resolves `data_on_device` ("auto", True or False) for a split."""
+def fits_on_device(nbytes: int, setting) -> bool:
+  """Resolves `data_on_device` ("auto", True or False) for a training split
+  of `nbytes` (uint8, fitted)."""
   setting = on_device_setting(setting)
   max_bytes = AUTO_DEVICE_BYTES
   if setting == "auto":
-    return images.nbytes <= max_bytes
-  if setting and images.nbytes > max_bytes:
+    return nbytes <= max_bytes
+  if setting and nbytes > max_bytes:
     raise DataError(
-        f"data_on_device=True, but the training split takes {images.nbytes / 2**20:.0f} MiB "
+        f"data_on_device=True, but the training split takes {nbytes / 2**20:.0f} MiB "
         f"as uint8, more than the {max_bytes / 2**20:.0f} MiB budget per device; use "
         "--config.data_on_device=False (batches from host memory) or auto.")
   return setting

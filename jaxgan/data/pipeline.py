@@ -181,11 +181,10 @@ class Data:
            f"{self.host_budget() / 2**30:.1f} GiB host budget" if self.requested == "auto"
            else f"{size}, as config.data_pipeline says")
     if self.pipeline == "indexed":
-      setting = indexed.on_device_setting(self.config.get("data_on_device", "auto"))
-      where = ("on the devices" if setting is True or (
-          setting == "auto" and self.info.num_train_examples * np.prod(self.info.image_shape)
-          <= indexed.AUTO_DEVICE_BYTES) else "in host memory")
-      what = f"indexed pipeline, the train split {where}"
+      train_bytes = self.info.num_train_examples * int(np.prod(self.info.image_shape))
+      on_device = indexed.fits_on_device(train_bytes, self.config.get("data_on_device", "auto"))
+      what = ("indexed pipeline, the train split "
+              + ("on the devices" if on_device else "in host memory"))
     elif self.pipeline == "streamed":
       what = (f"streamed pipeline, {self.workers} worker process"
               f"{'es' if self.workers != 1 else ''} (data_workers)")
@@ -218,7 +217,7 @@ class Data:
       return streamed.StreamedFeed(self.source.reader(self.config.train_split), self.config,
                                    mesh, start_batch, self.image_size, self.workers)
     images, labels = self.split(self.config.train_split)
-    on_device = indexed.fits_on_device(images, setting)
+    on_device = indexed.fits_on_device(images.nbytes, setting)
     return indexed.IndexedFeed(images, labels, self.config, mesh, start_batch, on_device)
 
   def eval_batches(self, local_batch: int, mesh) -> tuple[Iterator, int]:

@@ -28,7 +28,6 @@ import grain
 from absl import flags
 import numpy as np
 
-from jaxgan import sharding
 from jaxgan.data import indexed
 from jaxgan.data.base import DataError, ExampleReader
 from jaxgan.data.prefetch import prefetched
@@ -108,8 +107,9 @@ class _EvalBatch:
     self.process_index, self.process_count = process_index, process_count
 
   def __call__(self, number: int) -> dict:
-    rows = np.arange(self.process_index, len(self.reader), self.process_count)
-    rows = rows[number * self.local_batch:(number + 1) * self.local_batch]
+    start = self.process_index + number * self.local_batch * self.process_count
+    rows = np.arange(start, min(len(self.reader), start + self.local_batch * self.process_count),
+                     self.process_count)
     image, label = read_fitted(self.reader, rows, self.size)
     pad = self.local_batch - len(rows)
     channels = image.shape[-1] if len(rows) else _channels(self.reader)
@@ -227,7 +227,3 @@ def first_images(reader: ExampleReader, n: int | None, image_size: int,
     raise DataError(f"{reader.where} has no examples.")
   return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-
-def global_batches(batches: Iterator[dict], mesh) -> Iterator:
-  """Per-process NumPy batches -> global arrays on the mesh, a batch ahead."""
-  return prefetched(batches, lambda b: sharding.to_global_batch(b, mesh))

@@ -88,34 +88,28 @@ class TFDSSource:
     images, labels = [], []
     for ex in examples:
       images.append(center_crop_resize(np.asarray(ex["image"])[None], size)[0])
-      labels.append(int(ex["label"]))
+      labels.append(int(ex.get("label", 0)))
     if not images:
       raise DataError(f"Split {spec!r} of {self.name} has no examples.")
     return np.stack(images), np.asarray(labels, np.int64)
 
   def reader(self, spec: str) -> "TFDSReader":
     self._check_split(spec)
-    self._data_source_or_error(spec)  # An unreadable format: one line now, not in a worker.
+    # An unreadable format: one line now, not in a worker.
+    self._data_source(spec, "use --config.data_pipeline=tfdata (needs TensorFlow)")
     return TFDSReader(f"{self.name} {spec}", str(self.builder.data_dir), spec)
 
-  def _data_source_or_error(self, spec: str):
+  def _data_source(self, spec: str, otherwise: str = "install TensorFlow (pip install "
+                   "'jaxgan[tf]')"):
+    """`tfds.data_source` of split `spec`, or one DataError saying how to
+    prepare the dataset for random access, or `otherwise`."""
     try:
       return self.builder.as_data_source(split=spec)
     except (NotImplementedError, ValueError, FileNotFoundError) as e:
       raise DataError(
           f"TFDS dataset {self.name!r} cannot be read by random access ({e}): it is prepared "
           "in the tfrecord format. Prepare it in array_record (`python -m jaxgan.data.prepare "
-          f"{self.name}` does) or use --config.data_pipeline=tfdata (needs TensorFlow).") from None
-
-  def _data_source(self, spec: str):
-    try:
-      source = self.builder.as_data_source(split=spec)
-    except (NotImplementedError, ValueError, FileNotFoundError) as e:
-      raise DataError(
-          f"TFDS dataset {self.name!r} cannot be read without TensorFlow ({e}): it is prepared "
-          "in the tfrecord format. Prepare it in array_record (`python -m jaxgan.data.prepare "
-          f"{self.name}` does) or install TensorFlow (pip install 'jaxgan[tf]').") from None
-    return ({"image": ex["image"], "label": ex.get("label", 0)} for ex in source)
+          f"{self.name}` does) or {otherwise}.") from None
 
 
 class TFDSReader:

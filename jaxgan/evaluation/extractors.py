@@ -62,11 +62,12 @@ class ClassifierExtractor:
     }
     self.mesh = sharding.make_mesh() if mesh is None else mesh
     self._state = sharding.replicate(state, self.mesh)
-    self._apply = jax.jit(lambda state, x: _features_and_probs(task, state, x))
+    shape = self.image_shape  # resized inside the jitted call, on each device's rows
+    self._apply = jax.jit(lambda state, x: _features_and_probs(
+        task, state, resize_for_extractor(x, shape)))
 
   def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return _in_batches(self._apply, self._state,
-                       lambda x: np.asarray(resize_for_extractor(x, self.image_shape)), images,
+    return _in_batches(self._apply, self._state, lambda x: np.asarray(x, np.float32), images,
                        self.batch_size, self.mesh)
 
 
