@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import log_ndtr
 
-LIKELIHOODS = ("bernoulli", "gaussian", "logistic")
+LIKELIHOODS = ("bernoulli", "gaussian", "logistic", "logistic_ar")
 
 _HALF_BIN = 1.0 / 255.0  # half the width of a bin on [-1, 1]
 _MIN_LOG_SCALE = -7.0
@@ -31,6 +31,8 @@ def decoder_channels(likelihood: str, channels: int) -> int:
     return channels
   if likelihood in ("gaussian", "logistic"):
     return 2 * channels  # means and log-scales
+  if likelihood == "logistic_ar":
+    return 2 * channels + _num_couplings(channels)  # ... and each channel's coupling to earlier ones
   raise ValueError(f"Unknown likelihood {likelihood!r}; use one of {', '.join(LIKELIHOODS)}.")
 
 
@@ -83,6 +85,38 @@ def discretized_logistic_log_prob(params: jax.Array, x: jax.Array) -> jax.Array:
       x, mean, log_scale, jax.nn.log_sigmoid, lambda t: jax.nn.log_sigmoid(-t), log_pdf))
 
 
+def _num_couplings(channels: int) -> int:
+  return channels * (channels - 1) // 2
+
+
+def _coupled_means(params: jax.Array, x: jax.Array | None):
+  """(means, log-scales) of the channel-autoregressive logistic: channel c's
+  mean is mu_c + sum_{j<c} tanh(a_cj) x_j (PixelCNN++'s linear coupling), with
+  x_j the observed earlier channels, or (x None) their own coupled means
+  clipped to [-1, 1] (the distribution's mode for display)."""
+  c = next(c for c in range(1, 65) if 2 * c + _num_couplings(c) == params.shape[-1])
+  mu, log_scale, coupling = jnp.split(params, [c, 2 * c], axis=-1)
+  coupling = jnp.tanh(coupling)
+  means, k = [], 0
+  for i in range(c):
+    m = mu[..., i]
+    for j in range(i):
+      earlier = x[..., j] if x is not None else jnp.clip(means[j], -1.0, 1.0)
+      m = m + coupling[..., k] * earlier
+      k += 1
+    means.append(m)
+  return jnp.stack(means, axis=-1), log_scale
+
+
+def coupled_logistic_log_prob(params: jax.Array, x: jax.Array) -> jax.Array:
+  """params [..., 2C + C(C-1)/2] (means, log-scales, couplings), x [..., C]
+  in [-1, 1]: log p(x_1) p(x_2 | x_1) ... p(x_C | x_<C), each factor a
+  discretized logistic whose mean moves linearly with the earlier channels'
+  values (for RGB: green given red, blue given both)."""
+  mean, log_scale = _coupled_means(params, x)
+  return discretized_logistic_log_prob(jnp.concatenate([mean, log_scale], -1), x)
+
+
 def log_prob(likelihood: str, params: jax.Array, x: jax.Array) -> jax.Array:
   """log p(x | decoder output `params`) per example. x: [0, 1] for
   'bernoulli', [-1, 1] for the discretized likelihoods."""
@@ -92,6 +126,8 @@ def log_prob(likelihood: str, params: jax.Array, x: jax.Array) -> jax.Array:
     return discretized_gaussian_log_prob(params, x)
   if likelihood == "logistic":
     return discretized_logistic_log_prob(params, x)
+  if likelihood == "logistic_ar":
+    return coupled_logistic_log_prob(params, x)
   raise ValueError(f"Unknown likelihood {likelihood!r}; use one of {', '.join(LIKELIHOODS)}.")
 
 
@@ -100,6 +136,8 @@ def mode(likelihood: str, params: jax.Array) -> jax.Array:
   location of the discretized distributions."""
   if likelihood == "bernoulli":
     return 2.0 * jax.nn.sigmoid(params) - 1.0
+  if likelihood == "logistic_ar":  # each channel's location given the earlier locations
+    return jnp.clip(_coupled_means(params, None)[0], -1.0, 1.0)
   return jnp.clip(jnp.split(params, 2, axis=-1)[0], -1.0, 1.0)
 
 

@@ -68,7 +68,8 @@ ADDED_FIELDS = {
 }
 # Fields added to one kind's configs only (a GAN config has always had its
 # `preset`), with the value that reproduces that kind's older runs.
-KIND_ADDED_FIELDS = {"classifier": {"preset": ""}}
+KIND_ADDED_FIELDS = {"classifier": {"preset": ""},
+                     "vae": {"preset": "", "schedule": "constant"}}
 # `task` (the run kind, jaxgan.runs) was added too; its value for an older run
 # depends on the run, so it is inferred from the fields (`infer_task`).
 
@@ -102,10 +103,13 @@ def infer_task(config) -> str | None:
 
 def added_field(config, name: str):
   """`config[name]`, or for a config saved before the field existed, the
-  value that reproduces that run (`ADDED_FIELDS`; `task` inferred)."""
+  value that reproduces that run (`ADDED_FIELDS`, then the run kind's
+  `KIND_ADDED_FIELDS`; `task` inferred)."""
   if name == "task":
     return config.get("task") or infer_task(config)
-  return config.get(name, ADDED_FIELDS[name])
+  if name in ADDED_FIELDS:
+    return config.get(name, ADDED_FIELDS[name])
+  return config.get(name, KIND_ADDED_FIELDS[added_field(config, "task")][name])
 
 
 def config_differences(saved: dict, config) -> list[str]:

@@ -59,6 +59,39 @@ def test_discretized_likelihoods_are_bin_probabilities(name, dist):
     assert np.all(np.isfinite(log_p))
 
 
+def test_channel_coupled_logistic_is_a_chain_of_logistics():
+  """logistic_ar = p(r) p(g | r) p(b | r, g), each a discretized logistic whose
+  mean moves by tanh(coupling) times the earlier channels' values; for fixed
+  red and green its 256 blue values' probabilities sum to p(r) p(g | r)."""
+  rng = np.random.default_rng(0)
+  mu, log_s, a = rng.uniform(-0.8, 0.8, 3), rng.uniform(-4, -1, 3), rng.normal(size=3)
+  x = np.round((rng.uniform(-1, 1, 3) + 1) * 127.5) / 127.5 - 1
+  params = jnp.asarray(np.concatenate([mu, log_s, a]).reshape(1, 1, 1, 9), jnp.float32)
+  t = np.tanh(a)
+  means = [mu[0], mu[1] + t[0] * x[0], mu[2] + t[1] * x[0] + t[2] * x[1]]
+  single = lambda m, s, v: float(likelihoods.log_prob(
+      "logistic", jnp.asarray([[[[m, s]]]], jnp.float32), jnp.asarray([[[[v]]]], jnp.float32))[0])
+  expected = sum(single(means[c], log_s[c], x[c]) for c in range(3))
+  got = float(likelihoods.log_prob("logistic_ar", params, jnp.asarray(x.reshape(1, 1, 1, 3),
+                                                                       jnp.float32))[0])
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  blues = np.arange(256) / 127.5 - 1
+  xs = np.stack([np.full(256, x[0]), np.full(256, x[1]), blues], -1).reshape(256, 1, 1, 3)
+  log_p = likelihoods.log_prob("logistic_ar", jnp.broadcast_to(params, (256, 1, 1, 9)),
+                               jnp.asarray(xs, jnp.float32))
+  np.testing.assert_allclose(float(jax.nn.logsumexp(log_p)),
+                             single(means[0], log_s[0], x[0]) + single(means[1], log_s[1], x[1]),
+                             atol=2e-3)
+  # The display image: each channel's location given the earlier locations.
+  mode = np.asarray(likelihoods.mode("logistic_ar", params)).ravel()
+  r = np.clip(mu[0], -1, 1)
+  g = np.clip(mu[1] + t[0] * r, -1, 1)
+  np.testing.assert_allclose(mode, [r, g, np.clip(mu[2] + t[1] * r + t[2] * g, -1, 1)],
+                             rtol=1e-5)
+  assert likelihoods.decoder_channels("logistic_ar", 3) == 9
+  assert likelihoods.decoder_channels("logistic_ar", 1) == 2
+
+
 def _config(**overrides):
   config = get_config()
   config.update(dict(num_importance_samples=1, num_sample_images=4, batch_size=8))
@@ -151,25 +184,47 @@ def test_eval_step_sums_and_masks(trained):
 
 @pytest.mark.parametrize("model,shape,likelihood", [
     ("mlp", (28, 28, 1), "bernoulli"), ("conv", (28, 28, 1), "bernoulli"),
-    ("conv", (32, 32, 3), "logistic"), ("conv", (64, 64, 3), "gaussian")])
+    ("conv", (32, 32, 3), "logistic"), ("conv", (64, 64, 3), "gaussian"),
+    ("resnet", (32, 32, 3), "logistic_ar"), ("resnet", (28, 28, 1), "logistic")])
 def test_model_shapes(model, shape, likelihood):
   out_c = likelihoods.decoder_channels(likelihood, shape[-1])
-  vae = make_vae(model, shape, latent_dim=16, out_channels=out_c, base_features=8)
+  latent_dim = 16 if model != "resnet" else (shape[0] // 4)**2 * 2  # resnet: a 2-channel map
+  vae = make_vae(model, shape, latent_dim=latent_dim, out_channels=out_c, base_features=8)
   x = jnp.zeros((2, *shape))
   variables = random_init(vae, x, jax.random.PRNGKey(1))
   out, mean, logvar, z = jax.jit(lambda v, x: vae.apply(v, x, jax.random.PRNGKey(2), train=True))(
       variables, x)
   assert out.shape == (2, *shape[:2], out_c)
-  assert mean.shape == logvar.shape == z.shape == (2, 16)
+  assert mean.shape == logvar.shape == z.shape == (2, latent_dim)
   target = jnp.full(x.shape, 0.5) if likelihood == "bernoulli" else x
   assert likelihoods.log_prob(likelihood, out, target).shape == (2,)
+
+
+def test_the_cifar10_preset_and_the_cosine_schedule():
+  config = get_config("cifar10")
+  assert (config.model, config.likelihood, config.schedule) == ("resnet", "logistic_ar", "cosine")
+  config.update(dict(num_train_steps=10, num_importance_samples=1, num_sample_images=4))
+  task = VAETask(config, (32, 32, 3), np.zeros((4, 32, 32, 3), np.float32))
+  assert task.model.encoder.latent_dim == 512
+  schedule = vae_task._schedule(config)
+  assert float(schedule(0)) == pytest.approx(config.learning_rate)
+  assert float(schedule(10)) == pytest.approx(0.0)
+  old = get_config()
+  del old["schedule"]  # a run saved before the field existed kept its rate constant
+  assert vae_task._schedule(old) == old.learning_rate
+  with pytest.raises(ValueError, match="preset"):
+    get_config("cifar100")
+  with pytest.raises(ValueError, match="schedule"):
+    VAETask(_config(schedule="linear"), (28, 28, 1), _digits())
 
 
 def test_bad_configs_are_rejected():
   with pytest.raises(ValueError, match="image_size"):
     conv_plan(30)
   with pytest.raises(ValueError, match="model"):
-    VAETask(_config(model="resnet"), (28, 28, 1), _digits())
+    VAETask(_config(model="pixelcnn"), (28, 28, 1), _digits())
+  with pytest.raises(ValueError, match="multiple of 49"):
+    VAETask(_config(model="resnet", latent_dim=50), (28, 28, 1), _digits())
   with pytest.raises(ValueError, match="likelihood"):
     VAETask(_config(likelihood="poisson"), (28, 28, 1), _digits())
   with pytest.raises(ValueError, match="binarization"):

@@ -74,6 +74,7 @@ CLASSIFIERS: dict[str, Callable[[int], nn.Module]] = {
 VAES: dict[str, Callable[..., vae.VAE]] = {
     "mlp": vae.mlp_vae,
     "conv": vae.conv_vae,
+    "resnet": vae.resnet_vae,  # spatial latent, for the discretized RGB likelihoods
 }
 
 

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from jaxgan import flat_random
 from jaxgan.models.initializers import Dense, FlaxConv
-from jaxgan.models.layers import ConvTranspose
+from jaxgan.models.layers import Conv, ConvTranspose
 
 
 class MlpEncoder(nn.Module):
@@ -137,3 +137,83 @@ def conv_vae(image_shape: tuple[int, int, int], latent_dim: int, out_channels: i
   conv_plan(image_shape[0])  # Fail early on unsupported sizes.
   return VAE(ConvEncoder(latent_dim, base_features),
              ConvDecoder(tuple(image_shape), out_channels, base_features))
+
+
+# -- The ResNet VAE with a spatial latent ------------------------------------------
+
+def spatial_latent_plan(image_shape: tuple[int, int, int], latent_dim: int) -> tuple[int, int]:
+  """(grid, channels) of the ResNet VAE's latent: a grid x grid x channels map
+  at a quarter of the image's side, flattened to latent_dim."""
+  size = image_shape[0]
+  if image_shape[0] != image_shape[1] or size % 4:
+    raise ValueError(f"The resnet VAE needs square images whose side divides by 4 "
+                     f"(28, 32, 64, ...); got {image_shape[0]}x{image_shape[1]}.")
+  grid = size // 4
+  if latent_dim % (grid * grid):
+    raise ValueError(f"The resnet VAE's latent is a {grid}x{grid}xC map: latent_dim must be "
+                     f"a multiple of {grid * grid} (e.g. {grid * grid * 8}); got {latent_dim}.")
+  return grid, latent_dim // (grid * grid)
+
+
+class ResidualBlock(nn.Module):
+  """x + conv3x3(swish(conv3x3(swish(x)))), no normalisation (a VAE's
+  likelihood must not depend on the rest of the batch)."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    h = Conv(self.features, (3, 3), padding="SAME")(nn.swish(x))
+    h = Conv(self.features, (3, 3), padding="SAME",
+                 kernel_init=nn.initializers.zeros)(nn.swish(h))
+    return x + h
+
+
+class ResNetEncoder(nn.Module):
+  """Image -> a spatial posterior: two stride-2 stages (widths base, 2 base),
+  a residual block at each resolution, then mean and log-variance per latent
+  position, flattened."""
+  latent_dim: int
+  base_features: int = 32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
+    _, channels = spatial_latent_plan(x.shape[1:], self.latent_dim)
+    width = self.base_features
+    h = Conv(width, (3, 3), padding="SAME")(x)
+    h = ResidualBlock(width)(h)
+    h = Conv(2 * width, (4, 4), (2, 2), padding="SAME")(nn.swish(h))
+    h = ResidualBlock(2 * width)(h)
+    h = Conv(2 * width, (4, 4), (2, 2), padding="SAME")(nn.swish(h))
+    h = ResidualBlock(2 * width)(h)
+    stats = Conv(2 * channels, (3, 3), padding="SAME")(nn.swish(h))
+    mean, logvar = jnp.split(stats, 2, axis=-1)
+    return mean.reshape(x.shape[0], -1), logvar.reshape(x.shape[0], -1)
+
+
+class ResNetDecoder(nn.Module):
+  """The encoder mirrored: the latent map -> residual blocks and two stride-2
+  up-convolutions -> `out_channels` per pixel."""
+  image_shape: tuple[int, int, int]
+  out_channels: int
+  base_features: int = 32
+
+  @nn.compact
+  def __call__(self, z: jax.Array, train: bool) -> jax.Array:
+    grid, channels = spatial_latent_plan(self.image_shape, z.shape[-1])
+    width = self.base_features
+    h = Conv(2 * width, (3, 3), padding="SAME")(z.reshape(z.shape[0], grid, grid, channels))
+    h = ResidualBlock(2 * width)(h)
+    h = ConvTranspose(2 * width, (4, 4), (2, 2), padding="SAME")(nn.swish(h))
+    h = ResidualBlock(2 * width)(h)
+    h = ConvTranspose(width, (4, 4), (2, 2), padding="SAME")(nn.swish(h))
+    h = ResidualBlock(width)(h)
+    return Conv(self.out_channels, (3, 3), padding="SAME")(nn.swish(h))
+
+
+def resnet_vae(image_shape: tuple[int, int, int], latent_dim: int, out_channels: int,
+               base_features: int = 32) -> VAE:
+  """The ResNet VAE: a spatial latent (side / 4, latent_dim / (side / 4)**2
+  channels) between residual encoder and decoder, for RGB likelihoods."""
+  spatial_latent_plan(tuple(image_shape), latent_dim)  # Fail early on unsupported shapes.
+  return VAE(ResNetEncoder(latent_dim, base_features),
+             ResNetDecoder(tuple(image_shape), out_channels, base_features))

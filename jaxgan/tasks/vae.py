@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgan import flat_random, likelihoods
+from jaxgan import flat_random, likelihoods, provenance
 from jaxgan.models.registry import make_vae
 from jaxgan.tasks.base import apply_gradients, per_example_means
 
@@ -44,6 +44,19 @@ def _chunk_size(k: int, per_sample: int) -> int:
   """The largest divisor of k whose chunk of decoder outputs fits the budget."""
   limit = max(1, _IWAE_BUDGET // max(per_sample, 1))
   return max(d for d in range(1, min(k, limit) + 1) if k % d == 0)
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def _schedule(config):
+  """Adam's learning rate: constant, or cosine-decayed to 0 over the run."""
+  schedule = provenance.added_field(config, "schedule")
+  if schedule == "constant":
+    return config.learning_rate
+  if schedule == "cosine":
+    return optax.cosine_decay_schedule(config.learning_rate, max(config.num_train_steps, 1))
+  raise ValueError(f"Unknown config.schedule {schedule!r}; use one of {', '.join(SCHEDULES)}.")
 
 
 class VAETask:
@@ -69,7 +82,7 @@ class VAETask:
     self.num_importance_samples = int(config.num_importance_samples)
     if self.num_importance_samples < 1:
       raise ValueError("config.num_importance_samples must be >= 1 (1 gives the ELBO).")
-    self.tx = optax.adam(config.learning_rate)
+    self.tx = optax.adam(_schedule(config))
     self.images_per_step = config.batch_size
     self.batches_per_step = 1
     self.progress_keys = ("neg_elbo", "kl")
