@@ -94,7 +94,9 @@ def _coupled_means(params: jax.Array, x: jax.Array | None):
   mean is mu_c + sum_{j<c} tanh(a_cj) x_j (PixelCNN++'s linear coupling), with
   x_j the observed earlier channels, or (x None) their own coupled means
   clipped to [-1, 1] (the distribution's mode for display)."""
-  c = next(c for c in range(1, 65) if 2 * c + _num_couplings(c) == params.shape[-1])
+  c = (math.isqrt(9 + 8 * params.shape[-1]) - 3) // 2  # solves 2c + c(c-1)/2 = outputs
+  if 2 * c + _num_couplings(c) != params.shape[-1]:
+    raise ValueError(f"logistic_ar needs 2C + C(C-1)/2 outputs per pixel, got {params.shape[-1]}.")
   mu, log_scale, coupling = jnp.split(params, [c, 2 * c], axis=-1)
   coupling = jnp.tanh(coupling)
   means, k = [], 0

@@ -24,17 +24,11 @@ precision, recall and F1; eval/ holds per-class reports and confusion matrices.
 
 import ml_collections
 
-from experiments.configs.common import base_config
+from experiments.configs.common import base_config, from_preset
 
 
 def get_config(preset: str = "") -> ml_collections.ConfigDict:
-  if preset not in PRESETS:
-    raise ValueError(f"Unknown classifier preset {preset!r}; use one of "
-                     f"{', '.join(p for p in PRESETS if p)} (or none).")
-  config = _base()
-  PRESETS[preset](config)
-  config.preset = preset  # the preset the config was made from ('' for MNIST)
-  return config
+  return from_preset("classifier", PRESETS, preset, _base)
 
 
 def _base() -> ml_collections.ConfigDict:

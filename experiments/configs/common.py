@@ -11,6 +11,18 @@ import ml_collections
 placeholder = ml_collections.config_dict.placeholder
 
 
+def from_preset(kind: str, presets: dict, preset: str, base) -> ml_collections.ConfigDict:
+  """`base()` with `presets[preset]` applied, recording `preset` ('' for the
+  MNIST default); an unknown name is an error listing the presets."""
+  if preset not in presets:
+    raise ValueError(f"Unknown {kind} preset {preset!r}; use one of "
+                     f"{', '.join(p for p in presets if p)} (or none).")
+  config = base()
+  presets[preset](config)
+  config.preset = preset  # the preset the config was made from ('' for MNIST)
+  return config
+
+
 def base_config(task: str, image_size: int = 28) -> ml_collections.ConfigDict:
   """The shared fields; `task` names the run kind (`jaxgan.runs.KINDS`)."""
   config = ml_collections.ConfigDict()
