@@ -61,6 +61,9 @@ class Checkpointer:
     """Starts saving `state` as `step` (returns at once when asynchronous),
     after `check`ing that the previous save succeeded."""
     self.check()
+    # Orbax waits for the previous save before starting this one; waiting here
+    # first (no slower) blames a failure on the step whose save failed.
+    self.wait()
     self._saving = step
     try:
       return self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
