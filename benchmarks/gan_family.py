@@ -3,9 +3,11 @@ second derivative through jaxgan's Conv vs flax's.
 
     python -m benchmarks.gan_family [--batch 128] [--steps 5] [--presets dcgan,wgan_gp]
     python -m benchmarks.gan_family --presets sngan,sngan_projection --batch 64 --channels 3 --no_penalty
+    python -m benchmarks.gan_family --presets dcgan,biggan,stylegan2 --batch 64 --channels 3 --image_size 32 --no_penalty
 
 1. Every preset of experiments/configs/gan.py at its own image size (28x28
-   for the DCGAN presets, 32x32 for the SNGAN ResNet), `--channels` channels,
+   for the DCGAN presets, 32x32 for the SNGAN ResNet, BigGAN and StyleGAN2)
+   or at `--image_size` (CIFAR-10's 32 for all), `--channels` channels,
    one device, random data (10-class labels for the conditional presets):
    compile + first step, then the median of `--steps` steps. A preset's step
    includes all of its `n_critic` D updates, so wgan_gp's costs about five
@@ -49,7 +51,8 @@ def _time(fn, *args, steps: int) -> tuple[float, float]:
   return first, statistics.median(times)
 
 
-def preset_steps(presets, batch: int, steps: int, channels: int = 1) -> None:
+def preset_steps(presets, batch: int, steps: int, channels: int = 1,
+                 image_size: int | None = None) -> None:
   rng = np.random.default_rng(0)
   print(f"{'preset':17s} {'image':>8s} {'compile+1st s':>13s} {'step ms':>8s} "
         f"{'x first':>8s} {'3000 steps min':>15s}")
@@ -57,6 +60,7 @@ def preset_steps(presets, batch: int, steps: int, channels: int = 1) -> None:
   for preset in presets:
     config = gan_configs.get_config(preset)
     config.batch_size = batch
+    config.image_size = image_size or config.image_size
     size = config.image_size
     task = GANTask(config, (size, size, channels), num_classes=10)
     k = task.batches_per_step
@@ -119,10 +123,12 @@ def main():
   parser.add_argument("--steps", type=int, default=5)
   parser.add_argument("--presets", default=",".join(gan_configs.PRESETS))
   parser.add_argument("--channels", type=int, default=1)
+  parser.add_argument("--image_size", type=int, default=None,
+                      help="Every preset at this size (default: each preset's own).")
   parser.add_argument("--no_penalty", action="store_true", help="Skip part 2.")
   args = parser.parse_args()
   print(f"jax {jax.__version__}, {jax.devices()[0].device_kind}, batch {args.batch}")
-  preset_steps(args.presets.split(","), args.batch, args.steps, args.channels)
+  preset_steps(args.presets.split(","), args.batch, args.steps, args.channels, args.image_size)
   if not args.no_penalty:
     penalty_gradient(args.batch, args.steps)
 

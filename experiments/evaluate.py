@@ -63,6 +63,10 @@ def define_flags() -> None:
   flags.DEFINE_string("samples", None, "Score these images instead of the generator's: a "
                       ".npz of uint8 [N, H, W, C] (as --export writes) or a directory of "
                       "PNG/JPEG files, written by any program.")
+  flags.DEFINE_float("truncation", None, "The truncation trick (default: none): BigGAN and "
+                     "the other generators draw their latents from N(0, 1) truncated to "
+                     "[-T, T] (Brock et al. 2019); StyleGAN2 pulls w towards its mean with "
+                     "psi = T (Karras et al. 2019).")
   flags.DEFINE_string("export", None, "Also write the scored images: a .npz file or a directory "
                       "of PNGs.")
 
@@ -83,7 +87,8 @@ def _run() -> None:
   result = evaluation.evaluate_generator(
       gan, extractor, split=FLAGS.split, num_samples=FLAGS.num_samples,
       baseline_split=FLAGS.baseline_split, export=FLAGS.export, texture_features=texture,
-      reference=FLAGS.reference, save_reference=FLAGS.save_reference, samples=FLAGS.samples)
+      reference=FLAGS.reference, save_reference=FLAGS.save_reference, samples=FLAGS.samples,
+      truncation=FLAGS.truncation)
   if FLAGS.cas:
     result.update(evaluation.classification_accuracy_score(
         gan, runs.classifier_run(FLAGS.cas),
@@ -98,6 +103,9 @@ def _run() -> None:
     name, label = f"evaluation_step_{FLAGS.step}", f"generator step {result['protocol']['step']}"
   else:
     name, label = "evaluation", f"generator step {result['protocol']['step']}"
+  if FLAGS.truncation:
+    name += f"_truncation_{FLAGS.truncation:g}".replace(".", "_")
+    label += f", truncation {FLAGS.truncation:g}"
   path = os.path.join(FLAGS.workdir, name + ".json")
   if jax.process_index():
     return  # process 0 writes and reports

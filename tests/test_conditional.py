@@ -215,7 +215,7 @@ def test_fake_labels_are_uniform_and_the_unconditional_step_draws_none():
 @pytest.mark.parametrize("overrides, num_classes, message", [
     (dict(conditional="projection"), 1, "needs labelled data with at least 2 classes"),
     (dict(conditional="auxiliary"), K, "Unknown config.conditional 'auxiliary'"),
-    (dict(model="biggan"), K, "Unknown config.model 'biggan'; use one of dcgan, sngan"),
+    (dict(model="progan"), K, "Unknown config.model 'progan'; use one of dcgan, sngan, biggan"),
     (dict(model="sngan"), K, "SNGAN ResNet needs image_size divisible by 8"),
 ])
 def test_conditional_config_errors(overrides, num_classes, message):

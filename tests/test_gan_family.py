@@ -324,11 +324,11 @@ def test_a_config_from_before_the_family_is_a_clear_error():
 
 
 def test_unknown_preset_is_a_clear_error():
-  with pytest.raises(ValueError, match="Unknown GAN preset 'biggan'; use one of dcgan, lsgan, "
+  with pytest.raises(ValueError, match="Unknown GAN preset 'progan'; use one of dcgan, lsgan, "
                      "wgan_gp, hinge_sn, dcgan_diffaug, cgan_projection, acgan, sngan"):
-    gan_configs.get_config("biggan")
+    gan_configs.get_config("progan")
   out = subprocess.run([sys.executable, "-m", "experiments.gan", "--config",
-                        "experiments/configs/gan.py:biggan"], cwd=REPO, capture_output=True,
+                        "experiments/configs/gan.py:progan"], cwd=REPO, capture_output=True,
                        text=True, timeout=120)
   assert out.returncode != 0
-  assert "Unknown GAN preset 'biggan'; use one of dcgan" in out.stderr
+  assert "Unknown GAN preset 'progan'; use one of dcgan" in out.stderr

@@ -35,6 +35,45 @@ Conditional presets (labelled data; grids show one row per class):
   sngan_projection  sngan with the projection discriminator and conditional
                  BatchNorm (Miyato & Koyama 2018's CIFAR-10 model).
 
+  biggan         Brock et al. 2019, class-conditional BigGAN at 32x32
+                 (jaxgan/models/biggan.py): hierarchical z = 128 into
+                 conditional BatchNorm with a shared class embedding,
+                 self-attention at 16x16 in G and D (as PyTorch-StudioGAN's
+                 CIFAR-10 model), projection D, spectral normalisation in both
+                 networks, hinge loss, orthogonal regularisation of G (beta
+                 1e-4), and BigGAN-PyTorch's CIFAR-10 schedule: batch 50, 4 D
+                 steps per G step, Adam(2e-4, b1 0, b2 0.999) for both, G
+                 average 0.9999. Unconditional with --config.conditional='',
+                 self-conditioned with --config.cluster_conditioning=K;
+                 --config.image_size=64 is its 64x64 configuration.
+
+  stylegan2      Karras et al. 2020 (StyleGAN2, jaxgan/models/stylegan2.py),
+                 config F's structure at 32x32: z = w = 512, an 8-layer
+                 mapping network (learning rate x0.01), style mixing 0.9,
+                 modulated/demodulated convolutions with noise inputs, skip
+                 generator, residual D with minibatch std, equalized learning
+                 rate; the non-saturating loss, lazy R1 (gamma 0.01, the ADA
+                 paper's CIFAR-10 value, every 16 steps), lazy path length
+                 regularisation (weight 2, every 4 steps), batch 64,
+                 Adam(0.0025, b1 0, b2 0.99) with the lazy-regularisation
+                 rescaling (lr x c, betas ** c, c = k / (k + 1) for a
+                 regulariser every k steps), widths 256 (the ADA code's
+                 'auto' width at 32x32) and a G average with a half-life of
+                 10k images. Unconditional; --config.conditional=projection
+                 is the conditional variant (label embedding into the mapping
+                 network, projection D).
+  stylegan2_ada  Karras et al. 2020 (ADA): their CIFAR-10 configuration:
+                 widths 512, a 2-layer mapping network, no style mixing and no
+                 path length regularisation, R1 gamma 0.01 every 16 steps,
+                 batch 64, Adam(0.0025, b1 0, b2 0.99) rescaled as above, a
+                 G average with a half-life of 500k images (the warm-up
+                 replaces their ramp), and adaptive augmentation: the 'bgc'
+                 pipeline, p adjusted every 4 steps towards r_t = 0.6 at a
+                 speed of 500k images from 0 to 1 (jaxgan/gan/ada.py). Their
+                 D for CIFAR-10 is the non-residual one; this is the residual
+                 D of config F. The paper trains conditional CIFAR-10 with
+                 --config.conditional=projection.
+
 Self-conditioned preset (any data, labels unused; samples like an
 unconditional GAN, grids show one row per cluster):
 
@@ -59,11 +98,17 @@ def base() -> ml_collections.ConfigDict:
   config.preset = "dcgan"  # the preset the config was made from (get_config's argument)
 
   # Model: "dcgan" (image_size picks the architecture: 28 is the seeds'
-  # MNIST DCGAN, 4 * 2**k (32, 64, ...) Radford et al.'s) or "sngan" (the
-  # SNGAN ResNet, image_size 32/48/64; jaxgan/models/sngan.py).
+  # MNIST DCGAN, 4 * 2**k (32, 64, ...) Radford et al.'s), "sngan" (the
+  # SNGAN ResNet, image_size 32/48/64; jaxgan/models/sngan.py), "biggan"
+  # (image_size 32/64; jaxgan/models/biggan.py) or "stylegan2" (powers of two;
+  # jaxgan/models/stylegan2.py).
   config.model = "dcgan"
+  # The architecture's own options (keyword arguments of its factory in
+  # jaxgan/models/registry.py), e.g. stylegan2's mapping_layers and
+  # style_mixing: --config.model_options.style_mixing=0.9.
+  config.model_options = ml_collections.ConfigDict()
   config.latent_dim = 100
-  config.ngf = 64  # Widths: Radford's base widths, or the SNGAN ResNet's channels.
+  config.ngf = 64  # Widths: Radford's base widths, the SNGAN ResNet's channels, BigGAN's ch.
   config.ndf = 64
   # Class-conditional generation on labelled data: "" (unconditional),
   # "projection" (Miyato & Koyama 2018) or "acgan" (Odena et al. 2017); the
@@ -91,6 +136,24 @@ def base() -> ml_collections.ConfigDict:
   config.r1_gamma = 0.0  # R1 on real images, gamma / 2 E|grad D(x)|^2; 0 disables.
   config.r1_every = 1  # Lazy R1: every r1_every steps (scaled by r1_every).
   config.diffaugment = ""  # DiffAugment policy: comma-separated color,translation,cutout.
+  # BigGAN's orthogonal regularisation of G's kernels, beta * sum ||W^T W (.)
+  # (1 - I)||_F^2 (jaxgan/gan/penalties.py); 0 disables it.
+  config.g_orthogonal_reg = 0.0
+  # StyleGAN2's path length regularisation of G (needs model=stylegan2):
+  # weight (0 disables it) and lazy interval (scaled by it).
+  config.pl_weight = 0.0
+  config.pl_every = 4
+  # Adaptive discriminator augmentation (Karras et al. 2020; jaxgan/gan/ada.py)
+  # on every image D sees: the probability p starts at ada_p and, when
+  # ada_target > 0, moves every ada_interval steps towards
+  # E[sign D(real)] = ada_target (0.6 in the paper), by batch * interval /
+  # (ada_kimg * 1000) per adjustment; ada_target = 0 keeps p fixed (both 0:
+  # off). ada_pipeline: "bgc" (blit, geometric, colour), "bg", "b" or "c".
+  config.ada_target = 0.0
+  config.ada_p = 0.0
+  config.ada_pipeline = "bgc"
+  config.ada_interval = 4
+  config.ada_kimg = 500.0
 
   # Optimisation: Adam for each network (separate rates and betas: TTUR).
   config.num_train_steps = 3000  # generator updates
@@ -187,10 +250,69 @@ def _sngan_projection(config):
   config.conditional = "projection"
 
 
+def _biggan(config):
+  config.model = "biggan"
+  config.image_size = 32
+  config.latent_dim = 128
+  config.ngf = config.ndf = 64  # G_ch, D_ch
+  config.conditional = "projection"
+  config.gan_loss = "hinge"
+  config.spectral_norm = True
+  config.g_orthogonal_reg = 1e-4
+  config.n_critic = 4
+  config.batch_size = 50
+  config.ema_decay = 0.9999
+  _adam(config, 2e-4, 0.0, 0.999)
+
+
+def _lazy_adam(config, learning_rate: float, beta1: float, beta2: float, g_every: int,
+               d_every: int) -> None:
+  """Adam for both networks with StyleGAN2's lazy-regularisation rescaling:
+  a network regularised every k steps gets lr x c and betas ** c, c = k / (k + 1)."""
+  for net, every in (("g", g_every), ("d", d_every)):
+    c = every / (every + 1)
+    config[f"{net}_learning_rate"] = learning_rate * c
+    config[f"{net}_beta1"], config[f"{net}_beta2"] = beta1 ** c, beta2 ** c
+
+
+def _half_life_decay(batch: int, kimg: float) -> float:
+  """The G average's decay per step for a half-life of kimg thousand images."""
+  return 0.5 ** (batch / (kimg * 1000.0))
+
+
+def _stylegan2(config):
+  config.model = "stylegan2"
+  config.image_size = 32
+  config.latent_dim = 512
+  config.ngf = config.ndf = 256
+  config.model_options = ml_collections.ConfigDict({"mapping_layers": 8,
+                                                     "style_mixing": 0.9})
+  config.gan_loss = "ns"
+  config.r1_gamma, config.r1_every = 0.01, 16
+  config.pl_weight, config.pl_every = 2.0, 4
+  config.batch_size = 64
+  config.ema_decay = _half_life_decay(config.batch_size, 10)
+  _lazy_adam(config, 0.0025, 0.0, 0.99, g_every=config.pl_every, d_every=config.r1_every)
+
+
+def _stylegan2_ada(config):
+  _stylegan2(config)
+  config.ngf = config.ndf = 512
+  config.model_options = ml_collections.ConfigDict({"mapping_layers": 2, "style_mixing": 0.0})
+  config.pl_weight = 0.0
+  config.ema_decay = _half_life_decay(config.batch_size, 500)
+  config.ada_target, config.ada_p = 0.6, 0.0
+  config.ada_pipeline, config.ada_interval, config.ada_kimg = "bgc", 4, 500.0
+  # Their training loop rescales G's Adam for its (here empty) regularisation
+  # phase every 4 steps too.
+  _lazy_adam(config, 0.0025, 0.0, 0.99, g_every=4, d_every=config.r1_every)
+
+
 PRESETS = {"dcgan": _dcgan, "lsgan": _lsgan, "wgan_gp": _wgan_gp, "hinge_sn": _hinge_sn,
            "dcgan_diffaug": _dcgan_diffaug, "cgan_projection": _cgan_projection,
            "acgan": _acgan, "sngan": _sngan, "sngan_projection": _sngan_projection,
-           "cluster_projection": _cluster_projection}
+           "cluster_projection": _cluster_projection, "biggan": _biggan,
+           "stylegan2": _stylegan2, "stylegan2_ada": _stylegan2_ada}
 
 
 def get_config(preset: str = "dcgan") -> ml_collections.ConfigDict:

@@ -19,17 +19,25 @@ from jaxgan.texture import gram
 # Samples are drawn from fold_in(PRNGKey(seed), _SAMPLE_STREAM): apart from
 # the training keys, the same for every evaluation of a run.
 _SAMPLE_STREAM = 7_000_001
+_TRUNCATION_STREAM = 7_000_002  # within the sample stream: truncated latents
 
 
 def generate(task: Sampler, state, num: int, seed: int, batch_size: int = 500,
-             labels=None, mesh=None) -> np.ndarray:
+             labels=None, mesh=None, truncation: float | None = None) -> np.ndarray:
   """`num` samples in [-1, 1] of a GAN task's generator (a
   `jaxgan.gan.sampler.Sampler`; the averaged generator when the task keeps
   one), from a key that depends only on `seed`. A conditional
   generator draws class `labels[i]` for sample i (default: the classes in
   turn, 0, 1, ..., K-1, 0, ...). Each batch's rows are drawn on the host and
   generated split over every device of every process (`mesh`, default all):
-  the same samples on 1 device or many (tested)."""
+  the same samples on 1 device or many (tested). `truncation` t > 0: the
+  truncation trick, fidelity for variety (None: none): for a generator whose
+  `task.truncation` is "latent" (Brock et al. 2019) its latent drawn from
+  N(0, 1) truncated to [-t, t]; for "w" (StyleGAN, Karras et al. 2019) each
+  w pulled towards the running mean w_avg by psi = t."""
+  if truncation is not None and not truncation > 0:
+    raise ValueError(f"The truncation threshold must be > 0 (or None for none); got "
+                     f"{truncation}.")
   key = jax.random.fold_in(jax.random.PRNGKey(seed), _SAMPLE_STREAM)
   sample = task.sample_jit  # compiled once per task, reused by every evaluation
   if task.num_classes:
@@ -46,9 +54,16 @@ def generate(task: Sampler, state, num: int, seed: int, batch_size: int = 500,
   for i in range(0, num, batch_size):
     n = min(batch_size, num - i)
     z = np.asarray(flat_random.normal(jax.random.fold_in(key, i), (n, task.latent_dim)))
+    if truncation is not None and task.truncation == "latent":
+      k = task.g_latent_dim
+      z = np.array(z)
+      z[:, -k:] = flat_random.truncated_normal(
+          jax.random.fold_in(jax.random.fold_in(key, _TRUNCATION_STREAM), i), -truncation,
+          truncation, (n, k))
     rows = {"z": z} if labels is None else {"z": z, "labels": labels[i:i + n]}
-    out.append(sharding.map_batch(lambda s, b: sample(s, b["z"], b.get("labels")), state,
-                                  rows, mesh))
+    psi = truncation if task.truncation == "w" else None
+    out.append(sharding.map_batch(lambda s, b: sample(s, b["z"], b.get("labels"), psi=psi),
+                                  state, rows, mesh))
   return np.concatenate(out)
 
 
@@ -96,7 +111,7 @@ def evaluate_generator(run, extractor, split: str | None = None,
                        num_samples: int | None = None, baseline_split: str | None = None,
                        export: str | None = None, texture_features=None,
                        reference: str | None = None, save_reference: str | None = None,
-                       samples: str | None = None) -> dict:
+                       samples: str | None = None, truncation: float | None = None) -> dict:
   """Metrics of a GAN run's generator (`run`: a `jaxgan.runs.Run` restored at
   the checkpoint to score, e.g. `jaxgan.runs.restore(RUN_DIR, step,
   expect="gan")`) against the real images of `split` (default: the
@@ -110,7 +125,8 @@ def evaluate_generator(run, extractor, split: str | None = None,
   write the real side computed here to that file. `samples`: score the
   images another program wrote (`load_samples`) instead of the generator's
   (a conditional run's samples carry no labels: the conditional metrics
-  are left out)."""
+  are left out). `truncation`: the generator's latents truncated to [-t, t]
+  (see `generate`)."""
   _check_run(run, "evaluate_generator")
   config, data, task, state, step = run.config, run.data, run.task, run.state, run.step
   conditional = bool(task.num_classes)
@@ -132,6 +148,9 @@ def evaluate_generator(run, extractor, split: str | None = None,
     split = split or config.eval_split
     real, real_labels = data.first_images(split, with_labels=True)
     num_real, reference_name = len(real), f"{config.dataset} {split}"
+  if truncation is not None and (samples or baseline_split):
+    raise ValueError("--truncation changes the generator's latents; it does not apply to "
+                     "--samples or --baseline_split.")
   if samples:
     if baseline_split:
       raise ValueError("--samples and --baseline_split both name what to score; pass one.")
@@ -146,8 +165,11 @@ def evaluate_generator(run, extractor, split: str | None = None,
     # A conditional generator draws the reference's classes (cyclically when
     # more samples are asked for), so per-class sets match in size.
     fake_labels = np.resize(real_labels, num) if conditional else None
-    fake = generate(task, state, num, config.seed, labels=fake_labels)
-    source = f"generator at step {step}" + (" (parameter average)" if task.ema_decay else "")
+    fake = generate(task, state, num, config.seed, labels=fake_labels, truncation=truncation)
+    source = (f"generator at step {step}" + (" (parameter average)" if task.ema_decay else "")
+              + ("" if not truncation else f", w truncated with psi {truncation}"
+                 if task.truncation == "w" else
+                 f", latents truncated to [-{truncation}, {truncation}]"))
   writes = jax.process_index() == 0  # every process computes, process 0 writes
   if export and writes:
     export_samples(fake, export)

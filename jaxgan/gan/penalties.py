@@ -42,3 +42,20 @@ def r1_penalty(d_fn: Callable, real: jax.Array) -> jax.Array:
   caller multiplies by gamma / 2.)"""
   g = _input_gradients(d_fn, real)
   return jnp.mean(jnp.sum(g * g, axis=1))
+
+
+def orthogonal_penalty(params) -> jax.Array:
+  """BigGAN's orthogonal regularisation (Brock et al. 2019, eq. 3, without
+  beta): sum over every `kernel` W of ||W^T W (.) (1 - I)||_F^2, W reshaped to
+  [fan_in, filters], so the filters are pushed towards orthogonality but not
+  towards unit norm. Embedding tables (not named `kernel`) are left out, as
+  the paper leaves out the shared class embedding."""
+  total = jnp.zeros((), jnp.float32)
+  for path, w in jax.tree_util.tree_flatten_with_path(params)[0]:
+    if getattr(path[-1], "key", None) != "kernel" or w.ndim < 2:
+      continue
+    w = w.reshape(-1, w.shape[-1]).astype(jnp.float32)
+    gram = w.T @ w
+    off = gram * (1.0 - jnp.eye(gram.shape[0], dtype=gram.dtype))
+    total = total + jnp.sum(off * off)
+  return total

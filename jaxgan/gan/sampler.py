@@ -19,6 +19,14 @@ class Sampler(Protocol):
   """(H, W, C) of the images it makes."""
   latent_dim: int
   """The size of the latents callers draw for `sample` (N(0, 1))."""
+  g_latent_dim: int
+  """The generator's own latent: the last g_latent_dim coordinates of z (a
+  self-conditioned generator's first coordinate picks its cluster); what the
+  truncation trick truncates."""
+  truncation: str
+  """What the truncation trick acts on: "latent" (BigGAN's: z drawn from a
+  truncated normal) or "w" (StyleGAN's: `sample(..., psi=)` pulls the
+  intermediate latent towards its running mean)."""
   num_classes: int
   """Classes a caller passes labels for (0: unconditional, or self-conditioned)."""
   ema_decay: float
@@ -29,11 +37,12 @@ class Sampler(Protocol):
   """The GAN objective (`jaxgan.gan.objectives`): D's outputs -> losses."""
 
   def sample(self, state: Any, z: jax.Array, labels: jax.Array | None = None,
-             average: bool = True) -> jax.Array:
-    """Images in [-1, 1] [N, H, W, C] for latents z [N, latent_dim] (and labels)."""
+             average: bool = True, psi: float | None = None) -> jax.Array:
+    """Images in [-1, 1] [N, H, W, C] for latents z [N, latent_dim] (and
+    labels); `psi` only where `truncation` is "w"."""
 
   def sample_jit(self, state: Any, z: jax.Array, labels: jax.Array | None = None,
-                 average: bool = True) -> jax.Array:
+                 average: bool = True, psi: float | None = None) -> jax.Array:
     """`sample`, compiled once per task."""
 
   def discriminate(self, state: Any, x: jax.Array,

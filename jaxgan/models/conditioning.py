@@ -102,7 +102,8 @@ class DiscriminatorFields(nn.Module):
   num_classes: int = 0  # classes of a conditional discriminator
   conditional: str = ""  # "", "projection" or "acgan" (CONDITIONALS)
   dtype: jnp.dtype = jnp.float32  # activations and matmuls (parameters stay float32)
-  normalization = "none"  # "batch" | "layer" | "none": does an output mix the batch's images?
+  # "batch" | "layer" | "none" | "minibatch_std": does an output mix the batch's images?
+  normalization = "none"
 
 
 def conditional_output(logit: jax.Array, h: jax.Array, labels: jax.Array | None, *,

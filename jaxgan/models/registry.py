@@ -7,6 +7,7 @@ the family's contract below, and one line in the family's registry.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -14,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgan.models import classifiers, dcgan, sngan, vae
+from jaxgan.models import biggan, classifiers, dcgan, sngan, stylegan2, vae
 
 
 class Generator(Protocol):
@@ -33,9 +34,11 @@ class Discriminator(Protocol):
   (logits [B], class logits [B, K]). Dropout draws from the "dropout" rng;
   spectral normalisation keeps its vectors in `batch_stats`.
 
-  `normalization` ("batch", "layer" or "none") says whether the outputs
-  mix the images of a batch: per-image penalties (WGAN-GP, R1) refuse
-  "batch"."""
+  `normalization` ("batch", "layer", "none" or "minibatch_std") says whether
+  the outputs mix the images of a batch: per-image penalties (WGAN-GP, R1)
+  refuse "batch"; "minibatch_std" (StyleGAN2) mixes them only through one
+  feature, the spread of a group of images, which the papers regularise with
+  R1 all the same."""
 
   normalization: str
 
@@ -46,8 +49,9 @@ class Discriminator(Protocol):
 
 class GANArchitecture(Protocol):
   """(image_size, channels, ngf=, ndf=, d_normalization=, spectral_norm=,
-  num_classes=, conditional=, dtype=) -> (Generator, Discriminator); raises
-  ValueError for sizes or options it does not support."""
+  num_classes=, conditional=, dtype=, and its own keyword options from
+  `config.model_options`) -> (Generator, Discriminator); raises ValueError
+  for sizes or options it does not support."""
 
   def __call__(self, image_size: int, channels: int, *, ngf: int, ndf: int,
                d_normalization: str | None, spectral_norm: bool, num_classes: int,
@@ -58,6 +62,8 @@ class GANArchitecture(Protocol):
 GAN_ARCHITECTURES: dict[str, GANArchitecture] = {
     "dcgan": dcgan.make_dcgan,  # the seeds' 28x28 model; Radford et al.'s at 4 * 2**k
     "sngan": sngan.make_sngan,  # the SNGAN ResNet (32, 48, 64)
+    "biggan": biggan.make_biggan,  # BigGAN (32, 64)
+    "stylegan2": stylegan2.make_stylegan2,  # StyleGAN2 (powers of two >= 8)
 }
 
 # Classifiers: num_classes -> a Module mapping images [B, H, W, C] to logits
@@ -95,7 +101,20 @@ def make_vae(name: str, image_shape: tuple[int, int, int], latent_dim: int,
                                                   out_channels, base_features)
 
 
+_CONTRACT_OPTIONS = ("ngf", "ndf", "d_normalization", "spectral_norm", "num_classes",
+                     "conditional")
+
+
 def make_gan(name: str, image_size: int, channels: int, *, dtype=jnp.float32, **options):
-  """(generator, discriminator) of GAN architecture `name`."""
-  return lookup(GAN_ARCHITECTURES, name, "config.model (GAN)")(image_size, channels,
-                                                              dtype=dtype, **options)
+  """(generator, discriminator) of GAN architecture `name`. Options beyond
+  the contract's (`config.model_options`, e.g. StyleGAN2's mapping_layers)
+  must be keyword parameters of that architecture's factory."""
+  factory = lookup(GAN_ARCHITECTURES, name, "config.model (GAN)")
+  accepted = inspect.signature(factory).parameters
+  unknown = sorted(k for k in options if k not in _CONTRACT_OPTIONS and k not in accepted)
+  if unknown:
+    extra = [k for k in accepted if k not in _CONTRACT_OPTIONS + ("image_size", "channels",
+                                                                  "dtype")]
+    raise ValueError(f"config.model_options {', '.join(unknown)} not known to model {name!r}; "
+                     f"it takes {', '.join(extra) or 'none'}.")
+  return factory(image_size, channels, dtype=dtype, **options)

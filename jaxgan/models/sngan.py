@@ -107,7 +107,7 @@ class ResNetGenerator(nn.Module):
     return jnp.tanh(x.astype(jnp.float32))
 
 
-class _DBlock(nn.Module):
+class DBlock(nn.Module):
   features: int
   downsample: bool
   optimized: bool = False  # the first block: no ReLU before its first conv
@@ -134,6 +134,18 @@ class _DBlock(nn.Module):
     return h + shortcut
 
 
+def sum_pooled_output(d: DiscriminatorFields, x: jax.Array, labels, kernel_init, train: bool):
+  """The residual discriminators' head: ReLU, global sum pooling, a linear
+  logit (initialised by `kernel_init`) and `conditional_output`. Call inside
+  discriminator `d`'s compact `__call__` (its layers are d's submodules)."""
+  h = jnp.sum(nn.relu(x), axis=(1, 2))  # global sum pooling
+  dense = spectral(nn.Dense(1, kernel_init=kernel_init, dtype=d.dtype), d.spectral_norm, train)
+  logit = dense(h)[:, 0].astype(jnp.float32)
+  return conditional_output(logit, h, labels, num_classes=d.num_classes,
+                            conditional=d.conditional, spectral_norm=d.spectral_norm,
+                            train=train, dtype=d.dtype)
+
+
 class ResNetDiscriminator(DiscriminatorFields):
   """images [B, size, size, C] -> logits [B] (conditional: see
   `conditional_output`)."""
@@ -145,17 +157,11 @@ class ResNetDiscriminator(DiscriminatorFields):
   def __call__(self, x: jax.Array, train: bool, labels: jax.Array | None = None):
     _bottom_width(self.image_size)
     kw = dict(spectral_norm=self.spectral_norm, dtype=self.dtype)
-    x = _DBlock(self.features, downsample=True, optimized=True, **kw)(x, train)
-    x = _DBlock(self.features, downsample=True, **kw)(x, train)
-    x = _DBlock(self.features, downsample=False, **kw)(x, train)
-    x = _DBlock(self.features, downsample=False, **kw)(x, train)
-    h = jnp.sum(nn.relu(x), axis=(1, 2))  # global sum pooling
-    dense = spectral(nn.Dense(1, kernel_init=_glorot, dtype=self.dtype), self.spectral_norm,
-                     train)
-    logit = dense(h)[:, 0].astype(jnp.float32)
-    return conditional_output(logit, h, labels, num_classes=self.num_classes,
-                              conditional=self.conditional, spectral_norm=self.spectral_norm,
-                              train=train, dtype=self.dtype)
+    x = DBlock(self.features, downsample=True, optimized=True, **kw)(x, train)
+    x = DBlock(self.features, downsample=True, **kw)(x, train)
+    x = DBlock(self.features, downsample=False, **kw)(x, train)
+    x = DBlock(self.features, downsample=False, **kw)(x, train)
+    return sum_pooled_output(self, x, labels, _glorot, train)
 
 
 def make_sngan(image_size: int, channels: int, *, ngf: int = 256, ndf: int = 128,

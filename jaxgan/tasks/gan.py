@@ -11,7 +11,13 @@ experiments/configs/gan.py for the presets):
 - `n_critic`: discriminator updates per generator update, each on a fresh
   real batch; `g_learning_rate`, `d_learning_rate` and each network's Adam
   betas (TTUR);
-- `model`: the architecture (`jaxgan.models.registry.GAN_ARCHITECTURES`: dcgan, sngan);
+- `g_orthogonal_reg`: BigGAN's orthogonal regularisation of G's kernels;
+- `pl_weight` / `pl_every`: StyleGAN2's path length regularisation of G,
+  lazy (every pl_every steps, scaled by pl_every), on half a batch;
+- `ada_target`, `ada_p`, ...: adaptive discriminator augmentation
+  (`jaxgan.gan.ada`), its probability p kept in the train state;
+- `model`: the architecture (`jaxgan.models.registry.GAN_ARCHITECTURES`: dcgan, sngan,
+  biggan, stylegan2), with `model_options` for the architecture's own settings;
 - `conditional`: "" or, on labelled data, "projection" / "acgan" (real
   images with their labels, fakes with uniform labels; ACGAN adds its class
   losses, weighted by `class_loss_weight`, to both networks' losses);
@@ -39,9 +45,10 @@ import optax
 
 from jaxgan import flat_random, provenance
 from jaxgan.gan import clusters as clustering
-from jaxgan.gan import diffaugment, objectives, penalties
+from jaxgan.gan import ada, diffaugment, objectives, penalties
 from jaxgan.models.conditioning import check_conditioning
 from jaxgan.models.registry import GAN_ARCHITECTURES, make_gan
+from jaxgan.models.stylegan2 import path_length_penalty
 from jaxgan.tasks.base import apply_gradients, apply_model, per_example_means
 
 # Eval latents come from fold_in(key, _EVAL_STREAM), apart from the per-step
@@ -53,6 +60,11 @@ _EVAL_STREAM = 2**32 - 1
 _AUX_STREAM = 2**31
 # Fake labels of a conditional GAN come from fold_in(aux key, _LABEL_STREAM + i).
 _LABEL_STREAM = 2**29
+# The generator's own randomness in training (StyleGAN2's noise inputs and
+# style mixing) from fold_in(aux key, _NOISE_STREAM + i); the path length
+# regulariser's from fold_in(aux key, _PL_STREAM).
+_NOISE_STREAM = 2**28
+_PL_STREAM = 2**27
 
 
 @flax.struct.dataclass
@@ -78,6 +90,11 @@ class GANState:
   # cluster_conditioning: {"centroids": [K, pixels], "log_prior": [K]}
   # (`jaxgan.gan.clusters.fit`), fixed for the run; None otherwise.
   clusters: Any = None
+  # ADA: {"p": the augmentation probability, "signs": the sum of sign(D(real))
+  # and "count": the real images, since p was last adjusted}; None without ADA.
+  ada: Any = None
+  # Path length regularisation: the running mean path length; None without it.
+  pl_mean: Any = None
 
 
 def compute_dtype(config):
@@ -104,8 +121,8 @@ def _check(ok: bool, message: str) -> None:
 
 
 class GANTask:
-  """A GAN of the family: the DCGAN architectures (jaxgan/models/dcgan.py) or
-  the SNGAN ResNet (jaxgan/models/sngan.py), unconditional or
+  """A GAN of the family: an architecture of `GAN_ARCHITECTURES` (the DCGANs,
+  the SNGAN ResNet, BigGAN, StyleGAN2; jaxgan/models/registry.py), unconditional or
   class-conditional (`conditional`: "projection" or "acgan"; labels from the
   data, fake labels uniform), or self-conditioned on clusters of the images
   (`cluster_conditioning`; `clusters` from `jaxgan.gan.clusters.fit`, which
@@ -157,13 +174,30 @@ class GANTask:
     self.gp_weight = float(config.gradient_penalty)
     self.r1_gamma, self.r1_every = float(config.r1_gamma), config.r1_every
     self.ema_decay = float(config.ema_decay)
+    self.orthogonal_weight = float(option("g_orthogonal_reg"))
+    self.pl_weight, self.pl_every = float(option("pl_weight")), option("pl_every")
+    self.ada_target, self.ada_p = float(option("ada_target")), float(option("ada_p"))
+    self.ada_pipeline = ada.check_pipeline(option("ada_pipeline"))
+    self.ada_interval, self.ada_kimg = option("ada_interval"), float(option("ada_kimg"))
+    self.ada_on = self.ada_target > 0 or self.ada_p > 0
+    _check(isinstance(self.pl_every, int) and self.pl_every >= 1 and self.pl_weight >= 0,
+           f"config.pl_every must be an integer >= 1 and config.pl_weight >= 0 (0 disables "
+           f"it); got {self.pl_every!r}, {self.pl_weight}.")
+    _check(0.0 <= self.ada_p <= 1.0 and 0.0 <= self.ada_target < 1.0 and self.ada_kimg > 0
+           and isinstance(self.ada_interval, int) and self.ada_interval >= 1,
+           "ADA needs config.ada_p in [0, 1], config.ada_target in [0, 1) (0: p fixed at "
+           "ada_p; the paper's 0.6), config.ada_interval an integer >= 1 and "
+           "config.ada_kimg > 0.")
+    _check(not (self.ada_on and config.diffaugment),
+           "config.diffaugment and ADA (ada_target / ada_p) both augment D's inputs; use one.")
     _check(isinstance(self.n_critic, int) and self.n_critic >= 1,
            f"config.n_critic must be an integer >= 1, got {self.n_critic!r}.")
     _check(isinstance(self.r1_every, int) and self.r1_every >= 1,
            f"config.r1_every must be an integer >= 1 (1: R1 at every step), got "
            f"{self.r1_every!r}.")
-    _check(self.gp_weight >= 0 and self.r1_gamma >= 0,
-           "config.gradient_penalty and config.r1_gamma must be >= 0 (0 disables them).")
+    _check(self.gp_weight >= 0 and self.r1_gamma >= 0 and self.orthogonal_weight >= 0,
+           "config.gradient_penalty, config.r1_gamma and config.g_orthogonal_reg must be >= 0 "
+           "(0 disables them).")
     _check(isinstance(config.spectral_norm, bool),
            f"config.spectral_norm must be True or False, got {config.spectral_norm!r}.")
     _check(0.0 <= self.ema_decay < 1.0, f"config.ema_decay must be in [0, 1) (0 disables the "
@@ -179,13 +213,20 @@ class GANTask:
     self.generator, self.discriminator = make_gan(
         model, size, channels, ngf=config.ngf, ndf=config.ndf, d_normalization=d_normalization,
         spectral_norm=config.spectral_norm, num_classes=self.model_classes,
-        conditional=self.conditional, dtype=compute_dtype(config))
+        conditional=self.conditional, dtype=compute_dtype(config),
+        **dict(option("model_options")))
+    _check(not self.pl_weight or hasattr(self.generator, "synthesize"),
+           f"config.pl_weight (path length regularisation) needs a generator with a mapping "
+           f"network (model=stylegan2); {model!r} has none: set --config.pl_weight=0.")
     _check(not (self.gp_weight or self.r1_gamma) or
            self.discriminator.normalization != "batch",
            "A gradient penalty (gradient_penalty, r1_gamma) is per image, but this "
            "discriminator uses BatchNorm, which mixes the images of a batch (Gulrajani et al. "
            "2017 drop it for this reason): set --config.d_normalization=layer (or none).")
     self.g_latent_dim = config.latent_dim  # The generator's z.
+    # The truncation trick: on w for generators with a mapping network
+    # (their `truncation_psi`), else on z.
+    self.truncation = "w" if hasattr(self.generator, "truncation_psi") else "latent"
     self.latent_dim = config.latent_dim + (1 if self.num_clusters else 0)
     self.g_tx = optax.adam(config.g_learning_rate, b1=config.g_beta1, b2=config.g_beta2)
     self.d_tx = optax.adam(config.d_learning_rate, b1=config.d_beta1, b2=config.d_beta2)
@@ -204,7 +245,7 @@ class GANTask:
                                       self.grid_columns)
     else:
       self.sample_labels = None
-    self.sample_jit = jax.jit(self.sample, static_argnames="average")
+    self.sample_jit = jax.jit(self.sample, static_argnames=("average", "psi"))
     self._sample_fixed = jax.jit(lambda state: {
         "samples": self.sample(state, self.sample_z, self.sample_labels),
         "live": self.sample(state, self.sample_z, self.sample_labels, average=False)})
@@ -227,9 +268,12 @@ class GANTask:
     clusters = None
     if self.num_clusters:
       clusters = {k: jnp.asarray(v, jnp.float32) for k, v in self.clusters.items()}
+    zero = jnp.zeros((), jnp.float32)
+    augment = ({"p": jnp.asarray(self.ada_p, jnp.float32), "signs": zero, "count": zero}
+               if self.ada_on else None)
     return GANState(step=jnp.zeros((), jnp.int32), g=g, d=net(d_vars, self.d_tx),
                     key=state_key, g_ema={"params": g.params, "batch_stats": g.batch_stats},
-                    clusters=clusters)
+                    clusters=clusters, ada=augment, pl_mean=zero if self.pl_weight else None)
 
   # -- pieces of the step ------------------------------------------------------
   def _label_kw(self, labels) -> dict:
@@ -252,8 +296,11 @@ class GANTask:
       return clustering.assign(state.clusters["centroids"], batch["image"])
     return batch["label"]
 
-  def _g(self, params, batch_stats, z, labels, *, train: bool):
-    return apply_model(self.generator, params, batch_stats, z, train=train,
+  def _g(self, params, batch_stats, z, labels, *, train: bool, key=None):
+    """G on latents z (and labels) -> (images, batch_stats after the call);
+    `key` feeds the "noise" rng (StyleGAN2's noise inputs and style mixing)."""
+    rngs = {"noise": key} if key is not None else None
+    return apply_model(self.generator, params, batch_stats, z, train=train, rngs=rngs,
                        **self._label_kw(labels))
 
   def _d(self, params, batch_stats, x, labels=None, *, train: bool, key=None):
@@ -269,7 +316,11 @@ class GANTask:
   def _class_loss(self, class_logits, labels):
     return optax.softmax_cross_entropy_with_integer_labels(class_logits, labels).mean()
 
-  def _augment(self, x, key):
+  def _augment(self, x, key, p=None):
+    """What D sees of images x: DiffAugment's policy, or ADA's pipeline at
+    probability p (the state's), or x."""
+    if self.ada_on:
+      return ada.augment(x, jax.random.fold_in(key, 1), p, self.ada_pipeline)
     if not self.augment_policy:
       return x
     return diffaugment.augment(x, key, self.augment_policy)
@@ -310,12 +361,12 @@ class GANTask:
     return jax.lax.cond(step % self.r1_every == 0, active, inactive)
 
   def _d_update(self, d: NetState, real, real_labels, fake, fake_labels, drop_real, drop_fake,
-                aux_key, step):
+                aux_key, step, p=None):
     """One discriminator update on `real` and (constant) `fake` images (and
     their labels when conditional). -> (new D state, metrics, D's outputs on
     the real images)."""
     aug_real, aug_fake, penalty_key = jax.random.split(aux_key, 3)
-    real_in, fake_in = self._augment(real, aug_real), self._augment(fake, aug_fake)
+    real_in, fake_in = self._augment(real, aug_real, p), self._augment(fake, aug_fake, p)
 
     def loss_fn(params):
       real_out, real_cls, stats = self._d(params, d.batch_stats, real_in, real_labels,
@@ -353,6 +404,8 @@ class GANTask:
     aux = jax.random.fold_in(key, _AUX_STREAM)
     label_key = lambda i: jax.random.fold_in(aux, _LABEL_STREAM + i)
     d, g_stats = state.d, state.g.batch_stats
+    p = state.ada["p"] if self.ada_on else None
+    noise_key = lambda i: jax.random.fold_in(aux, _NOISE_STREAM + i)
 
     if self.n_critic > 1:
       # The first n_critic - 1 critic updates, each on its own real batch
@@ -362,9 +415,10 @@ class GANTask:
         k_z, k_real, k_fake, k_aux = jax.random.split(jax.random.fold_in(aux, i + 1), 4)
         z = flat_random.normal(k_z, (reals.shape[1], self.g_latent_dim))
         labels = self._fake_labels(state, label_key(i + 1), reals.shape[1])
-        fake, g_stats = self._g(state.g.params, g_stats, z, labels, train=True)
+        fake, g_stats = self._g(state.g.params, g_stats, z, labels, train=True,
+                                key=noise_key(i + 1))
         d, _, _ = self._d_update(d, reals[i], None if real_labels is None else real_labels[i],
-                                 fake, labels, k_real, k_fake, k_aux, state.step)
+                                 fake, labels, k_real, k_fake, k_aux, state.step, p)
       reals = reals[-1]
       real_labels = None if real_labels is None else real_labels[-1]
 
@@ -373,18 +427,19 @@ class GANTask:
 
     # The generator's forward pass, once; its VJP is reused for the G update.
     def generate(g_params):
-      return self._g(g_params, g_stats, z, fake_labels, train=True)
+      return self._g(g_params, g_stats, z, fake_labels, train=True, key=noise_key(0))
 
     fake, g_vjp, g_stats = jax.vjp(generate, state.g.params, has_aux=True)
     d, metrics, real_out = self._d_update(d, reals, real_labels, fake, fake_labels, drop_real,
-                                          drop_fake, jax.random.fold_in(aux, 0), state.step)
+                                          drop_fake, jax.random.fold_in(aux, 0), state.step, p)
 
     # Generator update through the updated discriminator.
     aug_g = jax.random.fold_in(aux, 2**30)
 
     def g_loss_fn(fake_images):
-      out, classes, stats = self._d(d.params, d.batch_stats, self._augment(fake_images, aug_g),
-                                    fake_labels, train=True, key=drop_g)
+      out, classes, stats = self._d(d.params, d.batch_stats,
+                                    self._augment(fake_images, aug_g, p), fake_labels,
+                                    train=True, key=drop_g)
       losses = self.objective(jax.lax.stop_gradient(real_out), out)
       total, extra = losses.g_loss, {}
       if classes is not None:  # ACGAN: G wants its fakes classified as their labels.
@@ -395,18 +450,75 @@ class GANTask:
     (_, (d_stats, g_loss, after, extra)), fake_grad = jax.value_and_grad(
         g_loss_fn, has_aux=True)(fake)
     (g_grads,) = g_vjp(fake_grad)
+    if self.orthogonal_weight:  # BigGAN's regulariser, on G's weights only
+      extra["g_orthogonal"], ortho_grads = jax.value_and_grad(penalties.orthogonal_penalty)(
+          state.g.params)
+      g_grads = jax.tree.map(lambda g, o: g + self.orthogonal_weight * o, g_grads, ortho_grads)
+    pl_mean = state.pl_mean
+    if self.pl_weight:  # StyleGAN2's path length regulariser, lazy
+      pl_grads, pl_mean, extra["pl_penalty"], extra["pl_length"] = self._lazy_path_length(
+          state, g_stats, reals.shape[0], jax.random.fold_in(aux, _PL_STREAM))
+      g_grads = jax.tree.map(jnp.add, g_grads, pl_grads)
     g_params, g_opt_state = apply_gradients(self.g_tx, state.g.params, state.g.opt_state,
                                             g_grads)
     g = NetState(params=g_params, batch_stats=g_stats, opt_state=g_opt_state)
     d = d.replace(batch_stats=d_stats)
     g_ema = self._update_ema(state.g_ema, {"params": g.params, "batch_stats": g.batch_stats},
                              state.step)
+    augment = state.ada
+    if self.ada_on:
+      augment, extra["ada_p"], extra["ada_rt"] = self._ada_update(state, real_out)
 
     metrics = {"d_loss": metrics.pop("d_loss"), "g_loss": g_loss, **metrics, **extra,
                **{f"{k}_after": v for k, v in after.items() if k.endswith("_fake")}}
     total = sum(metrics.values())
     metrics["finite"] = jnp.isfinite(total).astype(jnp.float32)
-    return state.replace(step=state.step + 1, g=g, d=d, g_ema=g_ema), metrics
+    return state.replace(step=state.step + 1, g=g, d=d, g_ema=g_ema, ada=augment,
+                         pl_mean=pl_mean), metrics
+
+  def _lazy_path_length(self, state: GANState, g_stats, batch: int, key):
+    """Every pl_every steps, the gradient of pl_weight * pl_every * the path
+    length penalty on batch // 2 fresh latents (`path_length_penalty`), and
+    the updated running mean; zero gradients and the same mean otherwise.
+    -> (grads, pl_mean, penalty, mean length)."""
+    n = max(1, batch // 2)
+    z_key, label_key, pl_key = jax.random.split(key, 3)
+    z = flat_random.normal(z_key, (n, self.g_latent_dim))
+    labels = self._fake_labels(state, label_key, n)
+    weight = self.pl_weight * self.pl_every
+
+    def penalty(params):
+      variables = {"params": params, "batch_stats": g_stats}
+      value, aux = path_length_penalty(self.generator, variables, z, labels, state.pl_mean,
+                                       pl_key)
+      return weight * value, (value, *aux)
+
+    def active():
+      (_, (value, mean, length)), grads = jax.value_and_grad(penalty, has_aux=True)(
+          state.g.params)
+      return grads, mean, value, length
+
+    def inactive():
+      zero = jnp.zeros((), jnp.float32)
+      return jax.tree.map(jnp.zeros_like, state.g.params), state.pl_mean, zero, zero
+
+    return jax.lax.cond(state.step % self.pl_every == 0, active, inactive)
+
+  def _ada_update(self, state: GANState, real_out):
+    """ADA's bookkeeping after a step: sign(D(real)) accumulated, and every
+    ada_interval steps (with ada_target > 0) p adjusted towards r_t = target
+    and the sums reset. -> (new ada state, the step's p, the step's r_t)."""
+    aug = state.ada
+    signs = aug["signs"] + jnp.sum(jnp.sign(real_out.astype(jnp.float32)))
+    count = aug["count"] + real_out.shape[0]
+    p = aug["p"]
+    if self.ada_target > 0:
+      due = (state.step + 1) % self.ada_interval == 0
+      adjusted = ada.adjust(p, signs / count, self.ada_target, count, self.ada_kimg)
+      p = jnp.where(due, adjusted, p)
+      signs, count = jnp.where(due, 0.0, signs), jnp.where(due, 0.0, count)
+    return ({"p": p, "signs": signs, "count": count}, aug["p"],
+            jnp.mean(jnp.sign(real_out.astype(jnp.float32))))
 
   def _update_ema(self, ema, current, step):
     """ema <- decay * ema + (1 - decay) * current, with the decay warmed up as
@@ -454,7 +566,7 @@ class GANTask:
 
   # -- artifacts ---------------------------------------------------------------------
   def sample(self, state: GANState, z: jax.Array, labels: jax.Array | None = None,
-             average: bool = True) -> jax.Array:
+             average: bool = True, psi: float | None = None) -> jax.Array:
     """Generator images in [-1, 1] for latents z [N, latent_dim] (and class
     labels [N], int, for a conditional generator), BatchNorm in inference
     mode. A self-conditioned generator takes its clusters from z[:, 0] (see
@@ -462,7 +574,8 @@ class GANTask:
 
     average: use the averaged generator `g_ema` (weights and running
     statistics; the generator to judge and evaluate) rather than the live
-    training one.
+    training one. psi: StyleGAN's truncation trick (`truncation` "w"): each
+    w pulled to w_avg + psi (w - w_avg); None or 1 for none.
     """
     if self.num_clusters:
       if labels is None:
@@ -472,7 +585,13 @@ class GANTask:
       raise ValueError("This GAN is class-conditional: pass the labels to sample.")
     net = state.g_ema if average else {"params": state.g.params,
                                        "batch_stats": state.g.batch_stats}
-    return self._g(net["params"], net["batch_stats"], z, labels, train=False)[0]
+    if psi is None or psi == 1.0:
+      return self._g(net["params"], net["batch_stats"], z, labels, train=False)[0]
+    if self.truncation != "w":
+      raise ValueError(f"psi truncates w, and config.model={self.config.model!r} has no "
+                       "mapping network: truncate its latents instead (evaluate --truncation).")
+    return apply_model(self.generator.clone(truncation_psi=float(psi)), net["params"],
+                       net["batch_stats"], z, train=False, **self._label_kw(labels))[0]
 
   def discriminate(self, state: GANState, x: jax.Array, labels: jax.Array | None = None
                    ) -> jax.Array:
