@@ -125,8 +125,8 @@ def evaluate_generator(run, extractor, split: str | None = None,
   write the real side computed here to that file. `samples`: score the
   images another program wrote (`load_samples`) instead of the generator's
   (a conditional run's samples carry no labels: the conditional metrics
-  are left out). `truncation`: the generator's latents truncated to [-t, t]
-  (see `generate`)."""
+  are left out). `truncation`: the truncation trick at t (latents truncated
+  to [-t, t], or StyleGAN2's psi = t; see `generate`)."""
   _check_run(run, "evaluate_generator")
   config, data, task, state, step = run.config, run.data, run.task, run.state, run.step
   conditional = bool(task.num_classes)
