@@ -196,6 +196,32 @@ def test_shapes_sizes_widths_and_errors():
              num_classes=0, conditional="", mapping_layers=2)
 
 
+def test_each_layer_takes_the_papers_w():
+  """8x8: 4x4 conv1 w0, its ToRGB w1; 8x8 conv0 w1, conv1 w2, ToRGB w3. A
+  change of w_j changes exactly the layers that take it (and those after)."""
+  g, _ = _tiny()
+  z = jax.random.normal(jax.random.PRNGKey(0), (2, 16))
+  variables = g.init(jax.random.PRNGKey(1), z, train=False)
+  ws = g.apply(variables, z, False, None, method=sg.StyleGAN2Generator.ws)
+  assert ws.shape == (2, sg.num_ws(8), 16) and sg.num_ws(8) == 4
+
+  def layers(w):
+    _, state = g.apply(variables, w, False, method=sg.StyleGAN2Generator.synthesize,
+                       capture_intermediates=True)
+    inter = state["intermediates"]["synthesis"]
+    names = ("b4_conv1", "b4_torgb", "b8_conv0", "b8_conv1", "b8_torgb")
+    return {n: np.asarray(inter[n]["__call__"][0]) for n in names}
+
+  base = layers(ws)
+  changed = {}
+  for j in range(4):
+    out = layers(ws.at[:, j].add(1.0))
+    changed[j] = {n for n in base if not np.allclose(out[n], base[n])}
+  assert changed == {0: {"b4_conv1", "b4_torgb", "b8_conv0", "b8_conv1", "b8_torgb"},
+                     1: {"b4_torgb", "b8_conv0", "b8_conv1", "b8_torgb"},
+                     2: {"b8_conv1", "b8_torgb"}, 3: {"b8_torgb"}}
+
+
 def test_style_mixing_noise_and_the_running_mean_of_w():
   g, _ = _tiny(mixing=1.0)
   z = jax.random.normal(jax.random.PRNGKey(0), (64, 16))

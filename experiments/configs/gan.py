@@ -303,9 +303,8 @@ def _stylegan2_ada(config):
   config.ema_decay = _half_life_decay(config.batch_size, 500)
   config.ada_target, config.ada_p = 0.6, 0.0
   config.ada_pipeline, config.ada_interval, config.ada_kimg = "bgc", 4, 500.0
-  # Their training loop rescales G's Adam for its (here empty) regularisation
-  # phase every 4 steps too.
-  _lazy_adam(config, 0.0025, 0.0, 0.99, g_every=4, d_every=config.r1_every)
+  # Adam stays rescaled as _stylegan2 set it: their training loop rescales G's
+  # for its (here empty) regularisation phase every 4 steps too.
 
 
 PRESETS = {"dcgan": _dcgan, "lsgan": _lsgan, "wgan_gp": _wgan_gp, "hinge_sn": _hinge_sn,

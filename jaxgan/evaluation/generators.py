@@ -50,6 +50,7 @@ def generate(task: Sampler, state, num: int, seed: int, batch_size: int = 500,
     raise ValueError("This generator is unconditional; it takes no labels.")
   mesh = sharding.make_mesh() if mesh is None else mesh
   state = sharding.replicate(state, mesh)
+  psi = truncation if task.truncation == "w" else None
   out = []
   for i in range(0, num, batch_size):
     n = min(batch_size, num - i)
@@ -61,7 +62,6 @@ def generate(task: Sampler, state, num: int, seed: int, batch_size: int = 500,
           jax.random.fold_in(jax.random.fold_in(key, _TRUNCATION_STREAM), i), -truncation,
           truncation, (n, k))
     rows = {"z": z} if labels is None else {"z": z, "labels": labels[i:i + n]}
-    psi = truncation if task.truncation == "w" else None
     out.append(sharding.map_batch(lambda s, b: sample(s, b["z"], b.get("labels"), psi=psi),
                                   state, rows, mesh))
   return np.concatenate(out)

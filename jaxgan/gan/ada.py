@@ -60,23 +60,32 @@ def _eye(n: int, d: int) -> jax.Array:
   return jnp.broadcast_to(jnp.eye(d), (n, d, d))
 
 
-def translate2d(tx: jax.Array, ty: jax.Array) -> jax.Array:
-  one, zero = jnp.ones_like(tx), jnp.zeros_like(tx)
-  return jnp.stack([jnp.stack([one, zero, tx], -1), jnp.stack([zero, one, ty], -1),
+def _mm(a: jax.Array, b: jax.Array) -> jax.Array:
+  """Matrix product in full float32 (a GPU's default TF32 would round the
+  sampling coordinates)."""
+  return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
+
+
+def _affine(a, b, tx, c, d, ty) -> jax.Array:
+  """[n, 3, 3] from the entries of the rows (a, b, tx), (c, d, ty), (0, 0, 1),
+  each [n] (or a scalar, broadcast)."""
+  a, b, tx, c, d, ty = jnp.broadcast_arrays(a, b, tx, c, d, ty)
+  zero, one = jnp.zeros_like(a), jnp.ones_like(a)
+  return jnp.stack([jnp.stack([a, b, tx], -1), jnp.stack([c, d, ty], -1),
                     jnp.stack([zero, zero, one], -1)], -2)
+
+
+def translate2d(tx: jax.Array, ty: jax.Array) -> jax.Array:
+  return _affine(1.0, 0.0, tx, 0.0, 1.0, ty)
 
 
 def scale2d(sx: jax.Array, sy: jax.Array) -> jax.Array:
-  zero, one = jnp.zeros_like(sx), jnp.ones_like(sx)
-  return jnp.stack([jnp.stack([sx, zero, zero], -1), jnp.stack([zero, sy, zero], -1),
-                    jnp.stack([zero, zero, one], -1)], -2)
+  return _affine(sx, 0.0, 0.0, 0.0, sy, 0.0)
 
 
 def rotate2d(theta: jax.Array) -> jax.Array:
   c, s = jnp.cos(theta), jnp.sin(theta)
-  zero, one = jnp.zeros_like(theta), jnp.ones_like(theta)
-  return jnp.stack([jnp.stack([c, -s, zero], -1), jnp.stack([s, c, zero], -1),
-                    jnp.stack([zero, zero, one], -1)], -2)
+  return _affine(c, -s, 0.0, s, c, 0.0)
 
 
 def _exact_rot90(k: jax.Array) -> jax.Array:
@@ -84,9 +93,7 @@ def _exact_rot90(k: jax.Array) -> jax.Array:
   pi / 2 are not exact in floating point)."""
   c = jnp.array([1.0, 0.0, -1.0, 0.0])[k % 4]
   s = jnp.array([0.0, 1.0, 0.0, -1.0])[k % 4]
-  zero, one = jnp.zeros_like(c), jnp.ones_like(c)
-  return jnp.stack([jnp.stack([c, -s, zero], -1), jnp.stack([s, c, zero], -1),
-                    jnp.stack([zero, zero, one], -1)], -2)
+  return _affine(c, -s, 0.0, s, c, 0.0)
 
 
 def geometric_matrix(key: jax.Array, n: int, height: int, width: int, p,
@@ -101,25 +108,26 @@ def geometric_matrix(key: jax.Array, n: int, height: int, width: int, p,
   g = _eye(n, 3)
   if "b" in pipeline:
     flip = jnp.floor(uniform() * 2) * apply()
-    g = g @ scale2d(1.0 - 2.0 * flip, jnp.ones((n,)))
+    g = _mm(g, scale2d(1.0 - 2.0 * flip, jnp.ones((n,))))
     k = (jnp.floor(uniform() * 4) * apply()).astype(jnp.int32)
-    g = g @ _exact_rot90(-k)
+    g = _mm(g, _exact_rot90(-k))
     on = apply()
     tx = jnp.round((uniform() * 2 - 1) * XINT_MAX * width) * on
     ty = jnp.round((uniform() * 2 - 1) * XINT_MAX * height) * on
-    g = g @ translate2d(-tx, -ty)
+    g = _mm(g, translate2d(-tx, -ty))
   if "g" in pipeline:
     s = jnp.exp2(normal() * SCALE_STD * apply())
-    g = g @ scale2d(1.0 / s, 1.0 / s)
+    g = _mm(g, scale2d(1.0 / s, 1.0 / s))
     p_rot = 1.0 - jnp.sqrt(jnp.clip(1.0 - p, 0.0, 1.0))
     theta = (uniform() * 2 - 1) * math.pi * apply(p_rot)
-    g = g @ rotate2d(-theta)
+    g = _mm(g, rotate2d(-theta))
     s = jnp.exp2(normal() * ANISO_STD * apply())
-    g = g @ scale2d(1.0 / s, s)
+    g = _mm(g, scale2d(1.0 / s, s))
     theta = (uniform() * 2 - 1) * math.pi * apply(p_rot)
-    g = g @ rotate2d(-theta)
+    g = _mm(g, rotate2d(-theta))
     on = apply()
-    g = g @ translate2d(-normal() * XFRAC_STD * width * on, -normal() * XFRAC_STD * height * on)
+    tx, ty = normal() * XFRAC_STD * width * on, normal() * XFRAC_STD * height * on
+    g = _mm(g, translate2d(-tx, -ty))
   return g
 
 
@@ -140,7 +148,7 @@ def warp(x: jax.Array, g: jax.Array) -> jax.Array:
   yy, xx = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32) - cy,
                         jnp.arange(w, dtype=jnp.float32) - cx, indexing="ij")
   grid = jnp.stack([xx.ravel(), yy.ravel(), jnp.ones(h * w)], 0)  # [3, HW]
-  src = g.astype(jnp.float32) @ grid  # [N, 3, HW]
+  src = _mm(g.astype(jnp.float32), grid)  # [N, 3, HW]
   u = _reflect(src[:, 0] + cx, w)
   v = _reflect(src[:, 1] + cy, h)
   u0, v0 = jnp.floor(u), jnp.floor(v)
@@ -167,15 +175,15 @@ def color_matrix(key: jax.Array, n: int, p) -> jax.Array:
   col = lambda a: a[:, None, None]
   c = eye
   b = normal() * BRIGHTNESS_STD * apply()
-  c = eye.at[:, :3, 3].set(jnp.broadcast_to(b[:, None], (n, 3))) @ c
+  c = _mm(eye.at[:, :3, 3].set(jnp.broadcast_to(b[:, None], (n, 3))), c)
   s = jnp.exp2(normal() * CONTRAST_STD * apply())
-  c = (eye * col(s)).at[:, 3, 3].set(1.0) @ c
+  c = _mm((eye * col(s)).at[:, 3, 3].set(1.0), c)
   flip = jnp.floor(uniform() * 2) * apply()
-  c = (eye - 2.0 * vv * col(flip)) @ c
+  c = _mm(eye - 2.0 * vv * col(flip), c)
   theta = (uniform() * 2 - 1) * math.pi * apply()
-  c = _rotate3d(v[:3], theta) @ c
+  c = _mm(_rotate3d(v[:3], theta), c)
   s = jnp.exp2(normal() * SATURATION_STD * apply())
-  c = (vv + (eye - vv) * col(s)) @ c
+  c = _mm(vv + (eye - vv) * col(s), c)
   return c
 
 

@@ -83,8 +83,8 @@ def channels_at(resolution: int, channel_max: int) -> int:
 
 
 def num_ws(image_size: int) -> int:
-  """How many ws the synthesis network takes: two per block (one for the
-  4x4 block's conv and its ToRGB) = 2 log2(size) - 2."""
+  """How many ws the synthesis network takes: one per convolution (1 at 4x4,
+  2 per block above) and one for the last ToRGB = 2 log2(size) - 2."""
   return 2 * len(_resolutions(image_size))
 
 
@@ -272,23 +272,26 @@ class SynthesisNetwork(nn.Module):
 
   @nn.compact
   def __call__(self, ws: jax.Array, train: bool) -> jax.Array:
+    # The papers' indexing: the convolutions take ws 0, 1, 2, ... in order,
+    # and each block's ToRGB the w after its last convolution (the next
+    # block's first): 4x4 conv1 w0, ToRGB w1; 8x8 conv0 w1, conv1 w2, ToRGB
+    # w3; ...; the last ToRGB the last w.
     b = ws.shape[0]
     img = x = None
-    for i, res in enumerate(_resolutions(self.image_size)):
+    for res in _resolutions(self.image_size):
       c = channels_at(res, self.channel_max)
-      w0, w1 = ws[:, 2 * i], ws[:, 2 * i + 1]
       if res == 4:
         const = self.param("const", nn.initializers.normal(1.0), (4, 4, c))
         x = jnp.broadcast_to(const[None], (b, 4, 4, c)).astype(self.dtype)
-        x = SynthesisLayer(c, dtype=self.dtype, name="b4_conv1")(x, w0, train)
-        rgb_w = w1
+        x = SynthesisLayer(c, dtype=self.dtype, name="b4_conv1")(x, ws[:, 0], train)
+        w_idx = 1
       else:
-        x = SynthesisLayer(c, up=True, dtype=self.dtype, name=f"b{res}_conv0")(x, w0, train)
-        x = SynthesisLayer(c, dtype=self.dtype, name=f"b{res}_conv1")(x, w1, train)
-        # The ToRGB of a block uses the next block's first w (the papers'
-        # indexing), and the last block's the last w.
-        rgb_w = ws[:, min(2 * i + 2, ws.shape[1] - 1)]
-      y = ToRGB(self.channels, dtype=self.dtype, name=f"b{res}_torgb")(x, rgb_w)
+        x = SynthesisLayer(c, up=True, dtype=self.dtype, name=f"b{res}_conv0")(
+            x, ws[:, w_idx], train)
+        x = SynthesisLayer(c, dtype=self.dtype, name=f"b{res}_conv1")(x, ws[:, w_idx + 1],
+                                                                       train)
+        w_idx += 2
+      y = ToRGB(self.channels, dtype=self.dtype, name=f"b{res}_torgb")(x, ws[:, w_idx])
       img = y if img is None else upsample2(img) + y
     return img
 
@@ -359,10 +362,8 @@ def path_length_penalty(generator: StyleGAN2Generator, variables: dict, z: jax.A
   rngs = {"noise": k_noise}
   ws = generator.apply(variables, z, True, labels, method=StyleGAN2Generator.ws, rngs=rngs,
                        mutable=["batch_stats"])[0]
-  images_shape = jax.eval_shape(lambda w: generator.apply(
-      variables, w, True, method=StyleGAN2Generator.synthesize, rngs=rngs,
-      mutable=["batch_stats"])[0], ws).shape
-  y = jax.random.normal(k_y, images_shape) / math.sqrt(images_shape[1] * images_shape[2])
+  size = generator.image_size
+  y = jax.random.normal(k_y, (z.shape[0], size, size, generator.channels)) / size
 
   def projected(w):
     images = generator.apply(variables, w, True, method=StyleGAN2Generator.synthesize,

@@ -320,7 +320,7 @@ class GANTask:
     """What D sees of images x: DiffAugment's policy, or ADA's pipeline at
     probability p (the state's), or x."""
     if self.ada_on:
-      return ada.augment(x, jax.random.fold_in(key, 1), p, self.ada_pipeline)
+      return ada.augment(x, key, p, self.ada_pipeline)
     if not self.augment_policy:
       return x
     return diffaugment.augment(x, key, self.augment_policy)
