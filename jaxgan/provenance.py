@@ -64,6 +64,7 @@ ADDED_FIELDS = {
     "data_pipeline": "tfdata",  # the indexed pipeline
     "discriminator": "dcgan",  # super-resolution's adversarial discriminator, by name
     "label_smoothing": 0.0, "eval_flip_tta": False,  # classifiers
+    "augment_cutout": 0, "eval_shift_tta": 0,  # classifiers, 2026-12-06
     "divergence_threshold": 0.0,  # the loop stopped only at NaN/Inf
 }
 # Fields added to one kind's configs only (a GAN config has always had its

@@ -151,6 +151,20 @@ def test_seed_cifar10_preset_is_the_seeds_cnn():
     get_config("imagenet")
 
 
+def test_shift_and_flip_averaging_means_six_views():
+  task = ClassifierTask(_config(eval_flip_tta=True, eval_shift_tta=1), (8, 8, 1), 4)
+  state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
+  images = np.random.default_rng(1).uniform(-1, 1, (3, 8, 8, 1)).astype(np.float32)
+  batch = {"image": jnp.asarray(images), "label": jnp.array([0, 1, 2]), "mask": jnp.ones(3)}
+  sums = jax.device_get(jax.jit(task.eval_step)(state, batch, jnp.int32(0)))
+  views = [np.stack([_shift(x, d, d) for x in v]) for v in (images, images[:, :, ::-1])
+           for d in (0, 1, -1)]
+  p = np.mean([np.asarray(jax.nn.softmax(task.apply(state, jnp.asarray(v)))) for v in views], 0)
+  np.testing.assert_allclose(sums["loss"], -np.log(p[np.arange(3), [0, 1, 2]]).sum(), rtol=1e-5)
+  with pytest.raises(ValueError, match="eval_shift_tta must be >= 0"):
+    ClassifierTask(_config(eval_shift_tta=-1), (8, 8, 1), 4)
+
+
 def test_label_smoothing_and_flip_averaging():
   config = _config(label_smoothing=0.2, eval_flip_tta=True)
   task = ClassifierTask(config, (8, 8, 1), 4)

@@ -108,6 +108,48 @@ def test_augmentation_shifts_and_flips_with_a_black_border():
   assert any(np.array_equal(f, y[0][:, ::-1]) for f in flipped)
 
 
+def _cutout_holes(out, plain):
+  """Per image, the (rows, columns) spanned by the pixels where `out` is
+  mid-grey and `plain` is not; asserts they form one filled rectangle."""
+  spans = []
+  for o, p in zip(out, plain):
+    ys, xs = np.nonzero(np.any(o != p, axis=-1))
+    assert np.all(o[ys, xs] == 127.5)
+    box = o[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    assert np.all(box == 127.5)  # a filled rectangle, nothing changed outside it
+    spans.append((ys.max() - ys.min() + 1, xs.max() - xs.min() + 1, ys.min(), xs.min()))
+  return spans
+
+
+def test_cutout_greys_one_square_clipped_at_the_border_and_keeps_the_shifts():
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 127, (256, 12, 12, 3)).astype(np.float32)  # never mid-grey
+  numbers = np.arange(256, dtype=np.int32) // 16
+  plain = np.asarray(indexed.augment(x, numbers, 3, 2, True))
+  out = np.asarray(indexed.augment(x, numbers, 3, 2, True, cutout=4))
+  np.testing.assert_array_equal(out, indexed.augment(x, numbers, 3, 2, True, cutout=4))
+  spans = _cutout_holes(out, plain)  # the shifts and flips are those of the run without
+  assert max(h for h, _, _, _ in spans) == 4 and max(w for _, w, _, _ in spans) == 4
+  assert {h for h, _, _, _ in spans} == {2, 3, 4}  # clipped at the border (centre 0, 1, ...)
+  assert min(t for _, _, t, _ in spans) == 0  # everywhere, from the top edge to the bottom
+  assert max(t + h for h, _, t, _ in spans) == 12
+  with pytest.raises(ValueError, match="augment_cutout must be >= 0"):
+    indexed.augment(x, numbers, 3, 2, True, cutout=-1)
+
+
+@requires_tf
+def test_tfdata_cutout_greys_one_square():
+  from jaxgan.data import tfdata
+  import tensorflow as tf
+  rng = np.random.default_rng(1)
+  x = rng.integers(0, 127, (128, 12, 12, 3)).astype(np.float32)
+  plain, out = (np.stack([tfdata._augmenter(0, False, 7, cutout)(tf.constant(im), tf.constant(
+      i, tf.int64)).numpy() for i, im in enumerate(x)]) for cutout in (0, 5))
+  np.testing.assert_array_equal(plain, x)
+  spans = _cutout_holes(out, plain)
+  assert max(h for h, _, _, _ in spans) == 5 and min(h for h, _, _, _ in spans) == 3
+
+
 @requires_tf
 def test_indexed_and_tfdata_give_the_same_evaluation_images():
   """Without resizing, bitwise the same images in [-1, 1]; resized, the indexed

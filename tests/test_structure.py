@@ -68,7 +68,8 @@ def test_every_config_names_a_registered_kind():
 def test_runs_saved_before_the_task_field_are_inferred():
   from experiments.configs import classifier, gan, superres, vae
   from jaxgan import provenance
-  added = {"task", "preset", "label_smoothing", "eval_flip_tta", "discriminator"}
+  added = {"task", "preset", "label_smoothing", "eval_flip_tta", "discriminator",
+           "augment_cutout", "eval_shift_tta"}
   added_to_kind = {"vae": {"schedule"}}
   for module in (classifier, gan, superres, vae):
     config = module.get_config()

@@ -6,8 +6,8 @@ number b takes the examples `perm_e[i*B:(i+1)*B]` of epoch e = b // (N // B)
 is a permutation drawn from (seed, e). So the batch a step sees is a function
 of the step alone: a resume needs no iterator state, and the order does not
 depend on the number of devices or processes. Scaling to [-1, 1] and the
-augmentations (shifts, flips, keyed by (seed, batch number, row)) run on the
-device, inside the jitted step.
+augmentations (shifts, flips, cutout, keyed by (seed, batch number, row)) run
+on the device, inside the jitted step.
 
 Where the examples go from (`data_on_device`):
 - on the device: the whole split sits on every device, and the step gathers
@@ -60,13 +60,15 @@ class Order:
 
 
 def augment(images: jax.Array, batch_number: jax.Array, seed: int, crop_padding: int,
-            flip: bool) -> jax.Array:
-  """float images [B, H, W, C]: each row shifted by up to `crop_padding`
-  pixels (a random crop of the zero-padded image) and/or flipped left-right,
-  drawn from (seed, batch number, row)."""
-  if crop_padding < 0:
-    raise ValueError(f"config.augment_crop_padding must be >= 0, got {crop_padding}.")
-  if not crop_padding and not flip:
+            flip: bool, cutout: int = 0) -> jax.Array:
+  """float images [B, H, W, C] in [0, 255]: each row shifted by up to
+  `crop_padding` pixels (a random crop of the zero-padded image), flipped
+  left-right, and with a `cutout` x `cutout` square set to mid-grey (127.5,
+  0 in the model's range; DeVries & Taylor 2017: the centre anywhere in the
+  image, the square clipped at its border), as asked, drawn from (seed,
+  batch number, row)."""
+  check_augmentation(crop_padding, cutout)
+  if not crop_padding and not flip and not cutout:
     return images
   b, h, w, _ = images.shape
   base = jax.random.fold_in(jax.random.PRNGKey(seed), 0x5EED)
@@ -81,9 +83,23 @@ def augment(images: jax.Array, batch_number: jax.Array, seed: int, crop_padding:
       image = jax.lax.dynamic_slice(padded, (dy, dx, 0), image.shape)
     if flip:
       image = jnp.where(jax.random.bernoulli(k_flip), image[:, ::-1], image)
+    if cutout:  # its own key: the shifts and flips of runs without cutout stay as they were
+      cy, cx = jax.random.randint(jax.random.fold_in(key, 3), (2,), 0, jnp.array([h, w]))
+      top, left = cy - cutout // 2, cx - cutout // 2
+      ys, xs = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
+      hole = (ys >= top) & (ys < top + cutout) & (xs >= left) & (xs < left + cutout)
+      image = jnp.where(hole[:, :, None], 127.5, image)
     return image
 
   return jax.vmap(one)(images, batch_number, jnp.arange(b))
+
+
+def check_augmentation(crop_padding: int, cutout: int) -> None:
+  if crop_padding < 0:
+    raise ValueError(f"config.augment_crop_padding must be >= 0, got {crop_padding}.")
+  if cutout < 0:
+    raise ValueError(f"config.augment_cutout must be >= 0 (a square's side in pixels; "
+                     f"0: off), got {cutout}.")
 
 
 class IndexedFeed:
@@ -119,8 +135,8 @@ class IndexedFeed:
     self.order = Order(self.seed, num_examples, self.global_batch)
     self.crop_padding = int(config.get("augment_crop_padding", 0))
     self.flip = bool(config.get("augment_flip", False))
-    if self.crop_padding < 0:
-      raise ValueError(f"config.augment_crop_padding must be >= 0, got {self.crop_padding}.")
+    self.cutout = int(config.get("augment_cutout", 0))
+    check_augmentation(self.crop_padding, self.cutout)
     # This process's rows of each global batch (processes own contiguous
     # blocks of the mesh's devices, in process order).
     local = self.global_batch // jax.process_count()
@@ -151,7 +167,8 @@ class IndexedFeed:
     spec = sharding.data_sharded(self.mesh)
     image = jax.lax.with_sharding_constraint(image, spec).astype(jnp.float32)
     # Shifted in [0, 255], so the border is black (0 -> -1), as in tf.data.
-    image = augment(image, inputs["number"], self.seed, self.crop_padding, self.flip)
+    image = augment(image, inputs["number"], self.seed, self.crop_padding, self.flip,
+                    self.cutout)
     image = image * (2.0 / 255.0) - 1.0
     return {"image": image, "label": jax.lax.with_sharding_constraint(label, spec)}
 

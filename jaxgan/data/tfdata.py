@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from jaxgan.data.base import DataError
+from jaxgan.data.indexed import check_augmentation
 from jaxgan.data.tf import tf
 
 
@@ -27,24 +28,33 @@ def _fit(image: tf.Tensor, size: int) -> tf.Tensor:
   return tf.clip_by_value(image, 0.0, 255.0)
 
 
-def _augmenter(crop_padding: int, flip: bool, seed: int):
+def _augmenter(crop_padding: int, flip: bool, seed: int, cutout: int = 0):
   """(image, index) -> image: a random crop of the image zero-padded by
-  `crop_padding` pixels (a shift of up to that many pixels) and/or a random
-  horizontal flip, drawn statelessly from (seed, index)."""
-  if crop_padding < 0:
-    raise ValueError(f"config.augment_crop_padding must be >= 0, got {crop_padding}.")
-  if not crop_padding and not flip:
+  `crop_padding` pixels (a shift of up to that many pixels), a random
+  horizontal flip and a mid-grey `cutout` square (as the indexed pipeline's
+  `augment`), as asked, drawn statelessly from (seed, index)."""
+  check_augmentation(crop_padding, cutout)
+  if not crop_padding and not flip and not cutout:
     return lambda image, index: image
 
   def augment(image, index):
-    seeds = tf.random.experimental.stateless_split(
-        tf.stack([tf.constant(seed % 2**31, tf.int64), index]), 2)
+    pair = tf.stack([tf.constant(seed % 2**31, tf.int64), index])
+    seeds = tf.random.experimental.stateless_split(pair, 2)
     if crop_padding:
       p = crop_padding
       padded = tf.pad(image, [[p, p], [p, p], [0, 0]])
       image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=seeds[0])
     if flip:
       image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
+    if cutout:  # its own seed: the shifts and flips of runs without cutout stay as they were
+      h, w = tf.shape(image)[0], tf.shape(image)[1]
+      centre = tf.random.stateless_uniform(
+          [2], tf.random.experimental.stateless_fold_in(pair, 3), maxval=tf.int32.max,
+          dtype=tf.int32) % tf.stack([h, w])
+      top, left = centre[0] - cutout // 2, centre[1] - cutout // 2
+      ys, xs = tf.range(h)[:, None], tf.range(w)[None, :]
+      hole = (ys >= top) & (ys < top + cutout) & (xs >= left) & (xs < left + cutout)
+      image = tf.where(hole[:, :, None], tf.constant(127.5, image.dtype), image)
     return image
 
   return augment
@@ -113,7 +123,7 @@ def train_dataset(data, local_batch: int, start_batch: int = 0,
   ds = ds.enumerate().skip(start_batch * local_batch)
   size = data.image_size
   augment = _augmenter(cfg.get("augment_crop_padding", 0), cfg.get("augment_flip", False),
-                       seed)
+                       seed, cfg.get("augment_cutout", 0))
   ds = ds.map(lambda i, ex: {"image": augment(_fit(ex["image"], size), i),
                              "label": ex["label"]},
               num_parallel_calls=tf.data.AUTOTUNE)

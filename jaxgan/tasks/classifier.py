@@ -143,6 +143,15 @@ def classification_report(confusion: np.ndarray, class_names=None) -> dict:
   }
 
 
+def shift_images(x: jax.Array, dy: int, dx: int) -> jax.Array:
+  """Images [B, H, W, C] in [-1, 1] moved down by dy and right by dx pixels
+  (negative: up, left), the uncovered border black (-1)."""
+  p = max(abs(dy), abs(dx))
+  h, w = x.shape[1:3]
+  padded = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), constant_values=-1.0)
+  return padded[:, p - dy:p - dy + h, p - dx:p - dx + w]
+
+
 class ClassifierTask:
   """Trains one of `jaxgan.models.classifiers` with softmax cross-entropy
   (`generated`: the `GeneratedData` of `config.generated_data`, built by
@@ -165,6 +174,10 @@ class ClassifierTask:
     if not 0.0 <= self.label_smoothing < 1.0:
       raise ValueError(f"config.label_smoothing must be in [0, 1), got {self.label_smoothing}.")
     self.flip_tta = bool(provenance.added_field(config, "eval_flip_tta"))
+    self.shift_tta = int(provenance.added_field(config, "eval_shift_tta"))
+    if self.shift_tta < 0:
+      raise ValueError(f"config.eval_shift_tta must be >= 0 (pixels; 0: off), got "
+                       f"{self.shift_tta}.")
     self.images_per_step = config.batch_size
     self.batches_per_step = 1
     self.progress_keys = ("loss", "accuracy")
@@ -223,15 +236,28 @@ class ClassifierTask:
   def eval_step(self, state: ClassifierState, batch: dict, batch_index: jax.Array) -> dict:
     mask, labels = batch["mask"], batch["label"]
     logits = self.apply(state, batch["image"])
-    if self.flip_tta:  # the mean of the image's and its mirror image's probabilities
-      mirrored = self.apply(state, batch["image"][:, :, ::-1])
-      logits = jnp.log((jax.nn.softmax(logits) + jax.nn.softmax(mirrored)) / 2.0)
+    views = self.tta_views(batch["image"])
+    if len(views) > 1:  # the mean of the views' probabilities
+      logits = jnp.log(jnp.mean(jnp.stack(
+          [jax.nn.softmax(logits)] + [jax.nn.softmax(self.apply(state, v)) for v in views[1:]]),
+          axis=0))
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     predicted = jnp.argmax(logits, -1)
     one_hot = lambda v: jax.nn.one_hot(v, self.num_classes) * mask[:, None]
     confusion = jnp.einsum("bi,bj->ij", one_hot(labels), jax.nn.one_hot(predicted,
                                                                           self.num_classes))
     return {"loss": jnp.sum(loss * mask), "confusion": confusion, "count": jnp.sum(mask)}
+
+  def tta_views(self, x: jax.Array) -> list[jax.Array]:
+    """The images evaluation averages over, `x` first: with `eval_flip_tta`
+    its mirror image too, and with `eval_shift_tta` = s each of those moved
+    by (s, s) and (-s, -s) pixels, the uncovered border black as in the
+    training crops."""
+    views = [x, x[:, :, ::-1]] if self.flip_tta else [x]
+    s = self.shift_tta
+    if s:
+      views += [shift_images(v, d * s, d * s) for v in views for d in (1, -1)]
+    return views
 
   def summarize_eval(self, totals: dict, step: int, outdir: str | None) -> dict:
     """Scalars for metrics.jsonl (accuracy, loss, macro precision / recall /
