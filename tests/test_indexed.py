@@ -35,12 +35,13 @@ def assert_bitwise_equal(a, b):
 
 
 def clf_config(**overrides):
-  # 64 digits in batches of 16 (4 batches an epoch), shifted and flipped on the device.
+  # 64 digits in batches of 16 (4 batches an epoch), shifted, flipped and cut
+  # out on the device.
   c = classifier_config()
   c.update(dict(dataset="digits", train_split="train[:64]", eval_split="test[:40]",
                 batch_size=16, num_train_steps=7, log_every_steps=2, eval_every_steps=7,
                 checkpoint_every_steps=3, learning_rate=3e-3, augment_crop_padding=2,
-                augment_flip=True))
+                augment_flip=True, augment_cutout=3))
   c.update(overrides)
   return c
 

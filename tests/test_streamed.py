@@ -31,7 +31,8 @@ def config(dataset, **overrides):
   c.update(dict(dataset=dataset, train_split="train[:80]", eval_split="train[80:]",
                 image_size=8, batch_size=16, num_train_steps=7, log_every_steps=2,
                 eval_every_steps=7, checkpoint_every_steps=3, learning_rate=3e-3,
-                augment_crop_padding=1, augment_flip=True, data_on_device=False))
+                augment_crop_padding=1, augment_flip=True, augment_cutout=3,
+                data_on_device=False))
   c.update(overrides)
   return c
 
