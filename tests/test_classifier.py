@@ -31,6 +31,45 @@ def test_shapes(name):
     assert "batch_stats" in variables
 
 
+def test_fast_cnn_is_conv_pool_stages_with_max_features_and_scaled_logits():
+  """fast_cnn's parameter count by hand, and its forward pass recomputed
+  with lax convolutions and numpy from its own parameters (train=False)."""
+  model = make_classifier("fast_cnn", 10)
+  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  variables = random_init(model, x, train=False)
+  # BatchNorm running statistics away from (0, 1), so the check sees them used.
+  stats = jax.tree_util.tree_map_with_path(
+      lambda path, v: v + 0.3 if "mean" in str(path[-1]) else v * 2.0, variables["batch_stats"])
+  variables = {"params": variables["params"], "batch_stats": stats}
+  count = sum(v.size for v in jax.tree.leaves(variables["params"]))
+  widths, previous, expected = (64, 128, 128), 24, 2 * 2 * 3 * 24 + 2 * 24
+  for w in widths:
+    expected += 9 * previous * w + 2 * w + 9 * w * w + 2 * w
+    previous = w
+  assert count == expected + 128 * 10  # no biases: BatchNorm follows every convolution
+
+  p, st = variables["params"], variables["batch_stats"]
+  conv = lambda y, k: jax.lax.conv_general_dilated(
+      y, k, (1, 1), "SAME" if k.shape[0] == 3 else "VALID",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest")
+  bn = lambda y, i: np.maximum(
+      (y - st[f"BatchNorm_{i}"]["mean"]) / np.sqrt(st[f"BatchNorm_{i}"]["var"] + 1e-5)
+      * p[f"BatchNorm_{i}"]["scale"] + p[f"BatchNorm_{i}"]["bias"], 0)
+  pool = lambda y: y[:, :y.shape[1] // 2 * 2, :y.shape[2] // 2 * 2].reshape(
+      y.shape[0], y.shape[1] // 2, 2, y.shape[2] // 2, 2, y.shape[3]).max(axis=(2, 4))
+  y = bn(np.asarray(conv(x, p["Conv_0"]["kernel"])), 0)
+  assert y.shape == (2, 31, 31, 24)
+  for s in range(3):
+    y = bn(pool(np.asarray(conv(y, p[f"Conv_{1 + 2 * s}"]["kernel"]))), 1 + 2 * s)
+    y = bn(np.asarray(conv(y, p[f"Conv_{2 + 2 * s}"]["kernel"])), 2 + 2 * s)
+  assert y.shape == (2, 3, 3, 128)  # 31 -> 15 -> 7 -> 3
+  features = y.max(axis=(1, 2))
+  logits, got = model.apply(variables, x, train=False, return_features=True)
+  np.testing.assert_allclose(got, features, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(logits, features @ np.asarray(p["Dense_0"]["kernel"]) / 8,
+                             rtol=1e-4, atol=1e-4)
+
+
 def test_report_matches_scikit_learn():
   from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
   rng = np.random.default_rng(0)

@@ -74,6 +74,7 @@ CLASSIFIERS: dict[str, Callable[[int], nn.Module]] = {
     "lenet5": classifiers.LeNet5,
     "resnet20": lambda k: classifiers.ResNet(k, (3, 3, 3), (16, 32, 64)),
     "resnet18": lambda k: classifiers.ResNet(k, (2, 2, 2, 2), (64, 128, 256, 512)),
+    "fast_cnn": classifiers.FastCNN,  # conv-pool stages 64/128/128, for fast CIFAR-10 training
 }
 
 # VAEs: (image_shape, latent_dim, out_channels, base_features) -> vae.VAE.
