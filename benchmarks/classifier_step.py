@@ -29,6 +29,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.configs.classifier import get_config  # noqa: E402
+from jaxgan.models.registry import CLASSIFIERS  # noqa: E402
 from jaxgan.tasks.classifier import ClassifierTask  # noqa: E402
 
 
@@ -70,6 +71,9 @@ def main(argv=None) -> None:
   args = parser.parse_args(argv)
   shape = (args.image_size, args.image_size, args.channels)
   models = args.models.split(",")
+  unknown = [m for m in models if m not in CLASSIFIERS]
+  if unknown:
+    parser.error(f"unknown --models {', '.join(unknown)}; choose from {', '.join(CLASSIFIERS)}")
   steppers = {m: _stepper(m, args.preset, args.batch, shape) for m in models}
   times = {m: [] for m in models}
   for _ in range(args.rounds):

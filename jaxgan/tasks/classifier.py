@@ -235,12 +235,11 @@ class ClassifierTask:
 
   def eval_step(self, state: ClassifierState, batch: dict, batch_index: jax.Array) -> dict:
     mask, labels = batch["mask"], batch["label"]
-    logits = self.apply(state, batch["image"])
     views = self.tta_views(batch["image"])
-    if len(views) > 1:  # the mean of the views' probabilities
-      logits = jnp.log(jnp.mean(jnp.stack(
-          [jax.nn.softmax(logits)] + [jax.nn.softmax(self.apply(state, v)) for v in views[1:]]),
-          axis=0))
+    logits = self.apply(state, jnp.concatenate(views) if len(views) > 1 else views[0])
+    if len(views) > 1:  # the mean of the views' probabilities, all views in one forward pass
+      probs = jax.nn.softmax(logits).reshape(len(views), -1, logits.shape[-1])
+      logits = jnp.log(jnp.mean(probs, axis=0))
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     predicted = jnp.argmax(logits, -1)
     one_hot = lambda v: jax.nn.one_hot(v, self.num_classes) * mask[:, None]
