@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import log_ndtr
 
+from jaxgan import flat_random
+
 LIKELIHOODS = ("bernoulli", "gaussian", "logistic", "logistic_ar")
 
 _HALF_BIN = 1.0 / 255.0  # half the width of a bin on [-1, 1]
@@ -89,25 +91,26 @@ def _num_couplings(channels: int) -> int:
   return channels * (channels - 1) // 2
 
 
-def _coupled_means(params: jax.Array, x: jax.Array | None):
-  """(means, log-scales) of the channel-autoregressive logistic: channel c's
-  mean is mu_c + sum_{j<c} tanh(a_cj) x_j (PixelCNN++'s linear coupling), with
-  x_j the observed earlier channels, or (x None) their own coupled means
-  clipped to [-1, 1] (the distribution's mode for display)."""
+def _coupled_means(params: jax.Array, value):
+  """(means, log-scales, values) of the channel-autoregressive logistic:
+  channel c's mean is mu_c + sum_{j<c} tanh(a_cj) v_j (PixelCNN++'s linear
+  coupling), where v_j = value(j, mean_j, log_scale_j) is the value channel j
+  takes: the observed x_j when scoring, a draw when sampling, the mean
+  clipped to [-1, 1] for display."""
   c = (math.isqrt(9 + 8 * params.shape[-1]) - 3) // 2  # solves 2c + c(c-1)/2 = outputs
   if 2 * c + _num_couplings(c) != params.shape[-1]:
     raise ValueError(f"logistic_ar needs 2C + C(C-1)/2 outputs per pixel, got {params.shape[-1]}.")
   mu, log_scale, coupling = jnp.split(params, [c, 2 * c], axis=-1)
   coupling = jnp.tanh(coupling)
-  means, k = [], 0
+  means, values, k = [], [], 0
   for i in range(c):
     m = mu[..., i]
     for j in range(i):
-      earlier = x[..., j] if x is not None else jnp.clip(means[j], -1.0, 1.0)
-      m = m + coupling[..., k] * earlier
+      m = m + coupling[..., k] * values[j]
       k += 1
     means.append(m)
-  return jnp.stack(means, axis=-1), log_scale
+    values.append(value(i, m, log_scale[..., i]))
+  return jnp.stack(means, axis=-1), log_scale, jnp.stack(values, axis=-1)
 
 
 def coupled_logistic_log_prob(params: jax.Array, x: jax.Array) -> jax.Array:
@@ -115,7 +118,7 @@ def coupled_logistic_log_prob(params: jax.Array, x: jax.Array) -> jax.Array:
   in [-1, 1]: log p(x_1) p(x_2 | x_1) ... p(x_C | x_<C), each factor a
   discretized logistic whose mean moves linearly with the earlier channels'
   values (for RGB: green given red, blue given both)."""
-  mean, log_scale = _coupled_means(params, x)
+  mean, log_scale, _ = _coupled_means(params, lambda i, m, s: x[..., i])
   return discretized_logistic_log_prob(jnp.concatenate([mean, log_scale], -1), x)
 
 
@@ -139,8 +142,39 @@ def mode(likelihood: str, params: jax.Array) -> jax.Array:
   if likelihood == "bernoulli":
     return 2.0 * jax.nn.sigmoid(params) - 1.0
   if likelihood == "logistic_ar":  # each channel's location given the earlier locations
-    return jnp.clip(_coupled_means(params, None)[0], -1.0, 1.0)
+    return _coupled_means(params, lambda i, m, s: jnp.clip(m, -1.0, 1.0))[2]
   return jnp.clip(jnp.split(params, 2, axis=-1)[0], -1.0, 1.0)
+
+
+def _to_bins(v: jax.Array) -> jax.Array:
+  """Continuous values -> the nearest of the 256 8-bit values on [-1, 1]
+  (the edge bins take the tails, as the discretized likelihoods do)."""
+  return jnp.round((jnp.clip(v, -1.0, 1.0) + 1.0) * 127.5) / 127.5 - 1.0
+
+
+def sample(likelihood: str, params: jax.Array, key: jax.Array) -> jax.Array:
+  """x ~ p(x | params), independently per pixel, in [-1, 1]: Bernoulli
+  draws as -1 / 1, the discretized likelihoods on their 8-bit grid
+  (`logistic_ar`: each channel drawn given the earlier channels' draws)."""
+  if likelihood == "bernoulli":
+    return 2.0 * flat_random.bernoulli(key, jax.nn.sigmoid(params)).astype(params.dtype) - 1.0
+  tiny = 1e-6
+
+  def logistic(key, mean, log_scale):
+    u = flat_random.uniform(key, mean.shape, mean.dtype, tiny, 1.0 - tiny)
+    scale = jnp.exp(jnp.maximum(log_scale, _MIN_LOG_SCALE))
+    return _to_bins(mean + scale * (jnp.log(u) - jnp.log1p(-u)))
+
+  if likelihood == "logistic_ar":
+    keys = jax.random.split(key, params.shape[-1])
+    return _coupled_means(params, lambda i, m, s: logistic(keys[i], m, s))[2]
+  mean, log_scale = jnp.split(params, 2, axis=-1)
+  if likelihood == "logistic":
+    return logistic(key, mean, log_scale)
+  if likelihood == "gaussian":
+    scale = jnp.exp(jnp.maximum(log_scale, _MIN_LOG_SCALE))
+    return _to_bins(mean + scale * flat_random.normal(key, mean.shape, mean.dtype))
+  raise ValueError(f"Unknown likelihood {likelihood!r}; use one of {', '.join(LIKELIHOODS)}.")
 
 
 def gaussian_kl_to_standard(mean: jax.Array, logvar: jax.Array) -> jax.Array:

@@ -66,6 +66,8 @@ def _models():
   for name in ("conv", "mlp"):
     yield f"vae_{name}", make_vae(name, (28, 28, 1), 8, 1, 8), (jnp.zeros((1, 28, 28, 1)),
                                                                  jax.random.key(1))
+  yield "vae_resnet_pixel", make_vae("resnet_pixel", (28, 28, 1), 49, 2, 8), (
+      jnp.zeros((1, 28, 28, 1)), jax.random.key(1))
   for name in ("small_cnn", "lenet5", "resnet20", "resnet18", "fast_cnn"):
     yield name, make_classifier(name, 10), (jnp.zeros((1, 28, 28, 1)),)
 

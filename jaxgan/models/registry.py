@@ -82,6 +82,7 @@ VAES: dict[str, Callable[..., vae.VAE]] = {
     "mlp": vae.mlp_vae,
     "conv": vae.conv_vae,
     "resnet": vae.resnet_vae,  # spatial latent, for the discretized RGB likelihoods
+    "resnet_pixel": vae.pixel_vae,  # ... with an autoregressive head (PixelVAE)
 }
 
 

@@ -11,6 +11,13 @@ the discretized Gaussian/logistic means and log-scales; see
 - `ConvEncoder` / `ConvDecoder`: stride-2 4x4 convolutions down to 7x7 (28x28
   inputs) or 4x4 (4 * 2**k inputs), mirrored with `ConvTranspose` (the fast
   phase-decomposed up-convolution).
+- `ResNetEncoder` / `ResNetDecoder`: residual blocks around a spatial latent.
+
+A VAE may add an autoregressive `head` after its decoder (`PixelHead`, the
+PixelVAE idea of Gulrajani et al. 2017): masked convolutions over the image
+itself, so p(x|z) = prod_i p(x_i | z, x_<i) in raster order. Scoring an image
+then needs the image (`decode(z, x)`, teacher forcing: one pass); drawing one
+needs a pass per pixel (`jaxgan.tasks.vae.VAETask.generate`).
 
 `train` is accepted for the common model interface; these models have no
 dropout or BatchNorm, so it changes nothing.
@@ -23,6 +30,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxgan import flat_random
 from jaxgan.models.initializers import Dense, FlaxConv
@@ -108,21 +116,44 @@ class ConvDecoder(nn.Module):
 
 
 class VAE(nn.Module):
-  """encode(x) -> (mean, logvar); decode(z) -> likelihood parameters;
-  __call__(x, key) -> (decoder output, mean, logvar, z) for one posterior draw."""
+  """encode(x) -> (mean, logvar); decode(z, x) -> likelihood parameters of x;
+  __call__(x, key) -> (decoder output, mean, logvar, z) for one posterior draw.
+
+  Without a `head`, decode ignores x: p(x|z) factorises over pixels. With one,
+  decode(z, x) = head(decoder(z), x), each pixel's parameters depending on z
+  and the pixels of x before it (see `PixelHead`); `features` and `head_params`
+  are the two halves, for drawing pixel by pixel."""
   encoder: nn.Module
   decoder: nn.Module
+  head: nn.Module | None = None
+
+  @property
+  def autoregressive(self) -> bool:
+    return self.head is not None
 
   def encode(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
     return self.encoder(x, train)
 
-  def decode(self, z: jax.Array, train: bool = False) -> jax.Array:
-    return self.decoder(z, train)
+  def decode(self, z: jax.Array, x: jax.Array | None = None, train: bool = False) -> jax.Array:
+    out = self.decoder(z, train)
+    if self.head is None:
+      return out
+    if x is None:
+      raise ValueError("This VAE's decoder is autoregressive: decode(z, x) scores the image x; "
+                       "draw images with VAETask.generate.")
+    return self.head(out, x)
+
+  def features(self, z: jax.Array) -> jax.Array:
+    """The decoder's output before the autoregressive head."""
+    return self.decoder(z, False)
+
+  def head_params(self, features: jax.Array, x: jax.Array) -> jax.Array:
+    return self.head(features, x)
 
   def __call__(self, x: jax.Array, key: jax.Array, train: bool = False):
     mean, logvar = self.encode(x, train)
     z = mean + jnp.exp(0.5 * logvar) * flat_random.normal(key, mean.shape, mean.dtype)
-    return self.decode(z, train), mean, logvar, z
+    return self.decode(z, x, train), mean, logvar, z
 
 
 def mlp_vae(image_shape: tuple[int, int, int], latent_dim: int, out_channels: int,
@@ -217,3 +248,67 @@ def resnet_vae(image_shape: tuple[int, int, int], latent_dim: int, out_channels:
   spatial_latent_plan(tuple(image_shape), latent_dim)  # Fail early on unsupported shapes.
   return VAE(ResNetEncoder(latent_dim, base_features),
              ResNetDecoder(tuple(image_shape), out_channels, base_features))
+
+
+# -- The autoregressive head (PixelVAE) --------------------------------------------
+
+def raster_mask(size: int, in_features: int, out_features: int,
+                include_centre: bool) -> np.ndarray:
+  """A [size, size, in, out] kernel mask: 1 on the taps that look at pixels
+  before the centre in raster order (the rows above, and the left part of the
+  centre row), and on the centre itself if `include_centre`. A first layer
+  with the centre excluded and later layers with it included keep every
+  output at pixel i a function of the pixels before i only (PixelCNN's masks
+  A and B, at pixel granularity: the channels within a pixel are ordered by
+  the likelihood, `logistic_ar`)."""
+  c = size // 2
+  mask = np.zeros((size, size), np.float32)
+  mask[:c] = 1.0
+  mask[c, :c] = 1.0
+  mask[c, c] = float(include_centre)
+  return np.broadcast_to(mask[:, :, None, None], (size, size, in_features, out_features)).copy()
+
+
+class PixelHead(nn.Module):
+  """decoder features [B, H, W, F], image x [B, H, W, C] -> likelihood
+  parameters [B, H, W, out_channels], each pixel's from the features and the
+  pixels of x before it.
+
+  A 5x5 masked convolution of x (centre excluded), then `num_blocks` residual
+  blocks of a 3x3 masked convolution (centre included), each with the
+  features added through a 1x1 convolution, and a 1x1 output. It sees
+  2 + num_blocks rows above each pixel: a local model of the texture the
+  factorised decoder cannot express (the PixelVAE of Gulrajani et al. 2017,
+  kept small and local, leaving the image's layout to the latent; how much
+  the latent then carries: docs/results.md#cifar10-vae)."""
+  out_channels: int
+  width: int = 32
+  num_blocks: int = 2
+
+  @property
+  def rows_above(self) -> int:
+    """How many rows above a pixel its parameters can depend on: the output
+    at row i is a function of the input rows i - rows_above ... i only (and
+    the same rows of the features), so a strip of those rows computes it."""
+    return 2 + self.num_blocks
+
+  @nn.compact
+  def __call__(self, features: jax.Array, x: jax.Array) -> jax.Array:
+    w = self.width
+    h = FlaxConv(w, (5, 5), padding="SAME", mask=raster_mask(5, x.shape[-1], w, False))(x)
+    h = h + FlaxConv(w, (1, 1))(features)
+    for _ in range(self.num_blocks):
+      r = FlaxConv(w, (3, 3), padding="SAME", mask=raster_mask(3, w, w, True))(nn.swish(h))
+      r = r + FlaxConv(w, (1, 1))(nn.swish(features))
+      h = h + FlaxConv(w, (1, 1), kernel_init=nn.initializers.zeros)(nn.swish(r))
+    return FlaxConv(self.out_channels, (1, 1))(nn.swish(h))
+
+
+def pixel_vae(image_shape: tuple[int, int, int], latent_dim: int, out_channels: int,
+              base_features: int = 32) -> VAE:
+  """The ResNet VAE whose decoder ends in a `PixelHead` (width base_features):
+  p(x|z) autoregressive over pixels, for the discretized likelihoods."""
+  spatial_latent_plan(tuple(image_shape), latent_dim)
+  return VAE(ResNetEncoder(latent_dim, base_features),
+             ResNetDecoder(tuple(image_shape), base_features, base_features),
+             PixelHead(out_channels, base_features))

@@ -143,7 +143,8 @@ def interpolate(task, state, first, second, key, num: int = 8, **kwargs) -> np.n
 
 def vae_inpaint(task, state, images, mask, key, steps: int = 100) -> np.ndarray:
   """Pseudo-Gibbs: the hole starts at 0 (mid-grey in [-1, 1]) and is
-  replaced `steps` times by the decoder's mean for z ~ q(z | current image)."""
+  replaced `steps` times by the decoder's mean for z ~ q(z | current image)
+  (an autoregressive decoder's given the current image's earlier pixels)."""
   m = _masks(mask, images.shape[0])
   x0 = paste(jnp.asarray(images, jnp.float32), jnp.zeros_like(images), m)
   apply = lambda *a, **k: task.model.apply({"params": state.params}, *a, **k)
@@ -152,7 +153,7 @@ def vae_inpaint(task, state, images, mask, key, steps: int = 100) -> np.ndarray:
   def gibbs(x, key):
     mean, logvar = apply(x, method="encode")
     z = mean + jnp.exp(0.5 * logvar) * flat_random.normal(key, mean.shape)
-    decoded = likelihoods.mode(task.likelihood, apply(z, method="decode"))
+    decoded = likelihoods.mode(task.likelihood, apply(z, x, method="decode"))
     return paste(x0, decoded, m)
 
   x = x0

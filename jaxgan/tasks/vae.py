@@ -13,6 +13,7 @@ discretized likelihoods):
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -162,8 +163,9 @@ class VAETask:
     mean, logvar = self.model.apply({"params": params}, x_in, method="encode")
     batch = x_in.shape[0]
     chunk = _chunk_size(k, batch * self.num_dims * 2)
-    targets = jnp.broadcast_to(target[None], (chunk, *target.shape)).reshape(
-        (chunk * batch, *target.shape[1:]))
+    tile = lambda a: jnp.broadcast_to(a[None], (chunk, *a.shape)).reshape(
+        (chunk * batch, *a.shape[1:]))
+    targets, inputs = tile(target), tile(x_in)
 
     def log_weights(indices):
       # Sample i's noise comes from fold_in(key, i): the estimate does not
@@ -171,7 +173,7 @@ class VAETask:
       eps = jax.vmap(lambda i: flat_random.normal(jax.random.fold_in(key, i),
                                                   (batch, self.latent_dim)))(indices)
       z = mean + jnp.exp(0.5 * logvar) * eps
-      out = self.model.apply({"params": params}, z.reshape(chunk * batch, -1),
+      out = self.model.apply({"params": params}, z.reshape(chunk * batch, -1), inputs,
                              method="decode")
       log_px = likelihoods.log_prob(self.likelihood, out, targets).reshape(chunk, batch)
       zeros = jnp.zeros_like(mean)
@@ -210,25 +212,56 @@ class VAETask:
     """Per-image averages, and `nll_k`: the importance samples behind `nll`."""
     return {**per_example_means(totals), "nll_k": self.num_importance_samples}
 
+  # -- drawing images ------------------------------------------------------------------
+  def generate(self, params, z: jax.Array, key: jax.Array) -> jax.Array:
+    """Images in [-1, 1] for latents z [N, latent_dim]: the likelihood's
+    location (its mode) for a factorised decoder; for an autoregressive one
+    a draw, pixel by pixel in raster order, each from p(x_i | z, x_<i) given
+    the pixels drawn before it (one pass of the head per pixel)."""
+    apply = functools.partial(self.model.apply, {"params": params})
+    if not self.model.autoregressive:
+      return likelihoods.mode(self.likelihood, apply(z, method="decode"))
+    features = apply(z, method="features")
+    height, width, channels = self.image_shape
+    # Pixel (i, j) depends on rows i - rows_above ... i only: each pass runs
+    # the head on that strip (clamped inside the image, so its padding is the
+    # full image's), not on the whole image.
+    above = self.model.head.rows_above
+    rows = min(above + 1, height)
+    n = z.shape[0]
+
+    def draw(t, x):
+      i, j = t // width, t % width
+      start = jnp.clip(i - above, 0, height - rows)
+      strip = lambda a: jax.lax.dynamic_slice(a, (0, start, 0, 0), (n, rows, width, a.shape[-1]))
+      out = apply(strip(features), strip(x), method="head_params")
+      pixel = jax.lax.dynamic_slice(out, (0, i - start, j, 0), (n, 1, 1, out.shape[-1]))
+      value = likelihoods.sample(self.likelihood, pixel, jax.random.fold_in(key, t))
+      return jax.lax.dynamic_update_slice(x, value.astype(x.dtype), (0, i, j, 0))
+
+    x = jnp.zeros((n, height, width, channels), jnp.float32)
+    return jax.lax.fori_loop(0, height * width, draw, x)
+
   # -- figures -----------------------------------------------------------------------
   def _make_figures(self, params) -> dict:
-    decode = lambda z: likelihoods.mode(
-        self.likelihood, self.model.apply({"params": params}, z, method="decode"))
     # Fixed examples as the model sees them (one fixed binarization).
     x_in, _ = self.inputs(self.examples, jax.random.PRNGKey(0))
     mean, _ = self.model.apply({"params": params}, x_in, method="encode")
-    recon = decode(mean)
-    figures = {"samples": decode(self.prior_z)}
-    n = (x_in.shape[0] // 4) * 4
-    if n:  # Rows of 4 input | reconstruction pairs.
-      pairs = jnp.stack([x_in[:n], recon[:n]], axis=1)  # [n, 2, H, W, C]
+    n = (x_in.shape[0] // 4) * 4  # rows of 4 input | reconstruction pairs
+    rows = min(4, x_in.shape[0] // 2)  # strips between examples 2i and 2i+1
+    a, b = mean[0:2 * rows:2], mean[1:2 * rows:2]
+    t = jnp.linspace(0.0, 1.0, 8)[None, :, None]
+    between = ((1.0 - t) * a[:, None] + t * b[:, None]).reshape(rows * 8, self.latent_dim)
+    # One `generate` for all figures: one pixel loop for an autoregressive decoder.
+    images = self.generate(params, jnp.concatenate([self.prior_z, mean[:n], between]),
+                           jax.random.PRNGKey(1))
+    samples, recon, mids = jnp.split(images, [len(self.prior_z), len(self.prior_z) + n])
+    figures = {"samples": samples}
+    if n:
+      pairs = jnp.stack([x_in[:n], recon], axis=1)  # [n, 2, H, W, C]
       figures["reconstructions"] = pairs.reshape((n // 4, 8, *x_in.shape[1:]))
-    rows = min(4, x_in.shape[0] // 2)
-    if rows:  # Strips between examples 2i and 2i+1: input, 8 decodes, input.
-      a, b = mean[0:2 * rows:2], mean[1:2 * rows:2]
-      t = jnp.linspace(0.0, 1.0, 8)[None, :, None]
-      z = (1.0 - t) * a[:, None] + t * b[:, None]  # [rows, 8, latent]
-      mids = decode(z.reshape(rows * 8, -1)).reshape((rows, 8, *x_in.shape[1:]))
+    if rows:  # input, 8 decodes, input
+      mids = mids.reshape((rows, 8, *x_in.shape[1:]))
       figures["interpolation"] = jnp.concatenate(
           [x_in[0:2 * rows:2][:, None], mids, x_in[1:2 * rows:2][:, None]], axis=1)
     return figures
