@@ -7,8 +7,9 @@
            discretized logistic (green given red, blue given both), Adam with
            cosine decay, 2,400 steps of 128 (under an hour on a 2-core CPU),
            -log p(x) with 100 importance samples. model='resnet' is the same
-           VAE with a factorised decoder. Reads TFDS's `cifar10` unless told otherwise, e.g. the
-           official files: --config.dataset=cifar10:PATH (docs/data.md).
+           VAE with a factorised decoder. Reads TFDS's `cifar10` unless told
+           otherwise, e.g. the official files: --config.dataset=cifar10:PATH
+           (docs/data.md).
 
 Override any field on the command line, e.g.
   python -m experiments.vae --config.model=mlp --config.latent_dim=100

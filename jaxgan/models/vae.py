@@ -285,20 +285,23 @@ class PixelHead(nn.Module):
   width: int = 32
   num_blocks: int = 2
 
+  first_kernel: int = 5
+  block_kernel: int = 3
+
   @property
   def rows_above(self) -> int:
     """How many rows above a pixel its parameters can depend on: the output
     at row i is a function of the input rows i - rows_above ... i only (and
     the same rows of the features), so a strip of those rows computes it."""
-    return 2 + self.num_blocks
+    return self.first_kernel // 2 + self.num_blocks * (self.block_kernel // 2)
 
   @nn.compact
   def __call__(self, features: jax.Array, x: jax.Array) -> jax.Array:
-    w = self.width
-    h = FlaxConv(w, (5, 5), padding="SAME", mask=raster_mask(5, x.shape[-1], w, False))(x)
+    w, k1, k = self.width, self.first_kernel, self.block_kernel
+    h = FlaxConv(w, (k1, k1), padding="SAME", mask=raster_mask(k1, x.shape[-1], w, False))(x)
     h = h + FlaxConv(w, (1, 1))(features)
     for _ in range(self.num_blocks):
-      r = FlaxConv(w, (3, 3), padding="SAME", mask=raster_mask(3, w, w, True))(nn.swish(h))
+      r = FlaxConv(w, (k, k), padding="SAME", mask=raster_mask(k, w, w, True))(nn.swish(h))
       r = r + FlaxConv(w, (1, 1))(nn.swish(features))
       h = h + FlaxConv(w, (1, 1), kernel_init=nn.initializers.zeros)(nn.swish(r))
     return FlaxConv(self.out_channels, (1, 1))(nn.swish(h))
