@@ -18,12 +18,22 @@ run directory:
 
 SIGTERM or SIGINT (preemption, Ctrl-C) saves a checkpoint at the current step
 and raises `Preempted`; rerunning resumes there. A second Ctrl-C stops at once.
+
+`config.max_train_seconds` > 0 is a training-time budget: the run stops at the
+first step boundary after that many seconds of training (compilation,
+checkpointing and logging count; evaluations and sample grids do not), and
+ends there as at its last step (evaluates, samples, checkpoints). The time
+is summed over restarts (`train_seconds.json`, per checkpointed step), so a
+resumed run gets what is left. Where it stops depends on the machine:
+`metrics.jsonl` says the step; rerun with that `num_train_steps` and no
+budget to reproduce it exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import signal
 import sys
@@ -100,6 +110,69 @@ class _StopSignals:
     from jax.experimental import multihost_utils
     got = multihost_utils.process_allgather(np.int32(self.received or 0))
     return int(np.max(got)) or None
+
+
+def _agree_any(flag: bool, step: int, steps_run: int, sync_every: int) -> bool:
+  """True on every process when `flag` is true on any: with several processes
+  they compare only when a call crosses a multiple of `sync_every`, so all of
+  them stop at the same step."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  if step // sync_every == (step - steps_run) // sync_every:
+    return False
+  from jax.experimental import multihost_utils
+  got = multihost_utils.process_allgather(np.int32(bool(flag)))
+  return bool(np.max(got))
+
+
+class TrainClock:
+  """Seconds of training summed over a run's starts, for `max_train_seconds`.
+  Process 0 records the total at each checkpointed step in
+  RUN_DIR/train_seconds.json; a start from a checkpoint continues from that
+  step's total (0 for a run made before the file existed: its earlier
+  starts are not counted). A damaged file is refused when `needed` (a
+  budget is set), else started afresh."""
+
+  FILE = "train_seconds.json"
+  _now = staticmethod(time.monotonic)  # the clock (tests replace it)
+
+  def __init__(self, workdir: str, start_step: int, writer: bool, needed: bool = True):
+    self.path = os.path.join(workdir, self.FILE)
+    self.writer = writer
+    self.totals = {}
+    if os.path.exists(self.path):
+      try:
+        with open(self.path) as f:
+          self.totals = {int(k): float(v) for k, v in json.load(f).items()}
+      except (ValueError, AttributeError) as e:
+        if not needed:
+          self.totals = {}
+        else:
+          raise ValueError(f"{self.path} is damaged ({e}); delete it to count the training "
+                           "time from this start (earlier starts are then not counted).") from None
+    self.totals = {k: v for k, v in self.totals.items() if k <= start_step}
+    self.before = self.totals.get(start_step, 0.0)
+    self._t0 = self._now()
+    self._paused = 0.0
+
+  @contextlib.contextmanager
+  def paused(self):
+    """Time inside is not training (evaluations, sample grids)."""
+    t = self._now()
+    try:
+      yield
+    finally:
+      self._paused += self._now() - t
+
+  def seconds(self) -> float:
+    return self.before + self._now() - self._t0 - self._paused
+
+  def record(self, step: int) -> None:
+    self.totals[step] = round(self.seconds(), 3)
+    if self.writer:
+      with open(self.path + ".tmp", "w") as f:
+        json.dump({str(k): v for k, v in sorted(self.totals.items())}, f)
+      os.replace(self.path + ".tmp", self.path)
 
 
 @dataclasses.dataclass
@@ -305,6 +378,13 @@ def _train(config, workdir: str, task: Task, data: Data, mesh, local_batch: int,
       progress.write(f"Already at step {start_step} >= num_train_steps={num_steps}; "
                      "nothing to train.")
       return TrainResult(state, start_step, start_step, {})
+    budget = float(provenance.added_field(config, "max_train_seconds"))
+    clock = TrainClock(workdir, start_step, writer=is_main, needed=bool(budget))
+    if budget and clock.before >= budget:
+      progress.write(f"Already trained {clock.before:.0f} s >= max_train_seconds={budget:g} "
+                     f"(at step {start_step}); nothing to train. Raise the budget (or set it "
+                     "to 0) to train on.")
+      return TrainResult(state, start_step, start_step, {})
 
     steps_per_call = _steps_per_call(config)
     # A step consumes batches_per_step pipeline batches; a resume skips them all.
@@ -353,7 +433,9 @@ def _train(config, workdir: str, task: Task, data: Data, mesh, local_batch: int,
       else:
         timed_steps += n
       stop_signal = signals.stop_requested(step, n)
-      last = step == num_steps
+      out_of_time = bool(budget) and _agree_any(clock.seconds() >= budget, step, n,
+                                                signals.sync_every)
+      last = step == num_steps or out_of_time
       do_eval = bool(eval_every) and config.eval_split and (step % eval_every == 0 or last)
       do_ckpt = step % config.checkpoint_every_steps == 0 or last or bool(stop_signal)
       # A stop logs too, so that no step between the last log and the
@@ -382,8 +464,9 @@ def _train(config, workdir: str, task: Task, data: Data, mesh, local_batch: int,
             # step): how many steps the means are over.
             last_metrics["logged_steps"] = len(fetched)
           if do_eval:
-            last_metrics.update(evaluate(task, state, data, mesh, eval_fn, local_batch,
-                                         step, workdir, evaluators))
+            with clock.paused():
+              last_metrics.update(evaluate(task, state, data, mesh, eval_fn, local_batch,
+                                           step, workdir, evaluators))
             if best is not None:
               best.update(step, state, last_metrics)
               if best.best is not None:
@@ -394,11 +477,13 @@ def _train(config, workdir: str, task: Task, data: Data, mesh, local_batch: int,
         progress.update(step)
 
       if do_sample:
-        figures = task.sample_images(state)
-        if figures:
-          write_images(figures, step, workdir, writer)
+        with clock.paused():
+          figures = task.sample_images(state)
+          if figures:
+            write_images(figures, step, workdir, writer)
       if do_ckpt:
         ckpt.save(step, state)
+        clock.record(step)
       if stop_signal:
         ckpt.wait()
         writer.flush()
@@ -407,9 +492,13 @@ def _train(config, workdir: str, task: Task, data: Data, mesh, local_batch: int,
                         f"in {ckpt.directory}. Rerun the same command to resume.", stop_signal)
       if do_log or do_sample or do_ckpt:
         t_last, timed_steps = time.time(), 0  # Time training only.
+      if out_of_time:
+        progress.write(f"Stopped at step {step} of {num_steps}: the training time budget "
+                       f"max_train_seconds={budget:g} is spent ({clock.seconds():.0f} s).")
+        break
     ckpt.wait()
     writer.flush()
-    return TrainResult(state, start_step, num_steps, last_metrics)
+    return TrainResult(state, start_step, step, last_metrics)
   finally:
     _close_all(signals.restore,
                feed and feed.close,  # stops the prefetch thread

@@ -33,6 +33,8 @@ SAFE_TO_CHANGE = frozenset({
     "data_workers",
     # When a run counts as diverged (the loop's stop; 0: only at NaN/Inf).
     "divergence_threshold",
+    # A training-time budget (the loop's stop; 0: none): how long a run goes.
+    "max_train_seconds",
 })
 
 # Optimisation hyperparameters that change no shape of the train state (Adam
@@ -66,6 +68,7 @@ ADDED_FIELDS = {
     "label_smoothing": 0.0, "eval_flip_tta": False,  # classifiers
     "augment_cutout": 0, "eval_shift_tta": 0,  # classifiers, 2026-12-06
     "divergence_threshold": 0.0,  # the loop stopped only at NaN/Inf
+    "max_train_seconds": 0.0,  # no training-time budget
 }
 # Fields added to one kind's configs only (a GAN config has always had its
 # `preset`), with the value that reproduces that kind's older runs.

@@ -137,6 +137,49 @@ def test_a_stop_logs_the_steps_since_the_last_log(tmp_path):
   assert Checkpointer(workdir).latest_step() == 4
 
 
+def test_a_training_time_budget_ends_the_run_and_carries_over_restarts(tmp_path, monkeypatch):
+  """max_train_seconds: the run ends at the first step past the budget as at
+  its last step (checkpoint, sample grid, final log); evaluations do not
+  count; a resume gets only what is left, and a larger budget trains on.
+  The clock is a fake that advances one second each time it is read, so
+  the step reached is the same on any machine."""
+  import itertools
+  from jaxgan import loop
+
+  ticks = itertools.count()
+  offset = [0.0]
+  monkeypatch.setattr(loop.TrainClock, "_now", staticmethod(lambda: next(ticks) + offset[0]))
+
+  def slow_evaluation(task, state, data):  # 1,000 s at each evaluation: not training
+    offset[0] += 1000.0
+    return {}
+
+  workdir = str(tmp_path / "budget")
+  make = lambda c, data: GANTask(c, data.info.image_shape)  # noqa: E731
+  fields = dict(num_train_steps=100, log_every_steps=1000, eval_every_steps=3,
+                checkpoint_every_steps=1000, sample_every_steps=1000, **TINY_DCGAN)
+  result = train_and_evaluate(tiny_config(**fields, max_train_seconds=20.0), workdir, make,
+                              evaluators=[slow_evaluation])
+  stop = result.step
+  assert 3 < stop < 100 and result.start_step == 0
+  assert Checkpointer(workdir).latest_step() == stop
+  assert read_metrics(workdir)[-1]["step"] == stop
+  assert os.path.exists(os.path.join(workdir, "samples", f"step_{stop:07d}.png"))
+  with open(os.path.join(workdir, "train_seconds.json")) as f:
+    totals = json.load(f)
+  assert list(totals) == [str(stop)] and 20.0 <= totals[str(stop)] < 1000.0
+
+  # The budget is spent: the same command trains nothing.
+  again = train_and_evaluate(tiny_config(**fields, max_train_seconds=20.0), workdir, make)
+  assert (again.start_step, again.step) == (stop, stop)
+  # A larger budget (safe to change on resume) continues from the recorded total.
+  more = train_and_evaluate(tiny_config(**fields, max_train_seconds=40.0), workdir, make)
+  assert more.start_step == stop and stop < more.step < 100
+  with open(os.path.join(workdir, "train_seconds.json")) as f:
+    totals = json.load(f)
+  assert 40.0 <= totals[str(more.step)] < 60.0
+
+
 def _cli(*args, timeout=120):
   return subprocess.run([sys.executable, "-m", "experiments.dcgan", *args], cwd=REPO,
                         capture_output=True, text=True, timeout=timeout)

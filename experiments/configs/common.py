@@ -65,6 +65,12 @@ def base_config(task: str, image_size: int = 28) -> ml_collections.ConfigDict:
   # learning rate) when a logged loss is NaN/Inf or beyond +-this: finite but
   # diverged (0: only at NaN/Inf). Far above any healthy loss or metric here.
   config.divergence_threshold = 1e8
+  # A training-time budget in seconds (0: none): the run stops at the first
+  # step boundary after this much training (compilation included, evaluations
+  # and sample grids not; summed over restarts) and ends there as at its last
+  # step. For comparisons at equal wall time (docs/runs.md); the step it
+  # reaches depends on the machine.
+  config.max_train_seconds = 0.0
 
   # Run directory (docs/runs.md): metrics.jsonl every log_every_steps,
   # sample grids every sample_every_steps, Orbax checkpoints (the last
