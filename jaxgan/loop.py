@@ -195,6 +195,11 @@ def validate_config(config) -> None:
   if not isinstance(config.num_train_steps, int) or config.num_train_steps < 0:
     raise ValueError(f"config.num_train_steps must be a non-negative integer, got "
                      f"{config.num_train_steps!r}.")
+  budget = provenance.added_field(config, "max_train_seconds")
+  if (isinstance(budget, bool) or not isinstance(budget, (int, float))
+      or not 0 <= budget < float("inf")):
+    raise ValueError(f"config.max_train_seconds must be a number of seconds >= 0 (0: no "
+                     f"training-time budget), got {budget!r}.")
   _steps_per_call(config)
   indexed.on_device_setting(config.data_on_device)
 

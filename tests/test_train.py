@@ -169,6 +169,9 @@ def test_a_training_time_budget_ends_the_run_and_carries_over_restarts(tmp_path,
     totals = json.load(f)
   assert list(totals) == [str(stop)] and 20.0 <= totals[str(stop)] < 1000.0
 
+  with pytest.raises(ValueError, match="max_train_seconds must be a number of seconds >= 0"):
+    train_and_evaluate(tiny_config(**fields, max_train_seconds=-1.0), workdir, make)
+
   # The budget is spent: the same command trains nothing.
   again = train_and_evaluate(tiny_config(**fields, max_train_seconds=20.0), workdir, make)
   assert (again.start_step, again.step) == (stop, stop)
