@@ -13,6 +13,7 @@ run directory:
   samples/           the task's image grids (`sample_images`), as PNG
   checkpoints/<step> Orbax checkpoints (async, atomic, the last N kept)
   best/              the checkpoint with the best `best_metric` (if configured)
+  train_seconds.json seconds of training at each checkpointed step (the budget below)
   .lock              held by the training process while it runs (`jaxgan.runlock`):
                      a second run on the directory is refused
 
@@ -103,26 +104,20 @@ class _StopSignals:
   def stop_requested(self, step: int, steps_run: int = 1) -> int | None:
     """The signal to stop on at `step` (reached by a call of `steps_run`
     steps), or None; the same on every process."""
-    if jax.process_count() == 1:
-      return self.received
-    if step // self.sync_every == (step - steps_run) // self.sync_every:
-      return None
-    from jax.experimental import multihost_utils
-    got = multihost_utils.process_allgather(np.int32(self.received or 0))
-    return int(np.max(got)) or None
+    return _max_over_processes(self.received or 0, step, steps_run, self.sync_every) or None
 
 
-def _agree_any(flag: bool, step: int, steps_run: int, sync_every: int) -> bool:
-  """True on every process when `flag` is true on any: with several processes
-  they compare only when a call crosses a multiple of `sync_every`, so all of
-  them stop at the same step."""
+def _max_over_processes(value: int, step: int, steps_run: int, sync_every: int) -> int:
+  """`value`'s maximum over the processes, the same on each, for stopping
+  decisions: with several processes they compare only when a call (ending at
+  `step`, `steps_run` steps long) crosses a multiple of `sync_every`, and get
+  0 in between, so all of them stop at the same step."""
   if jax.process_count() == 1:
-    return bool(flag)
+    return value
   if step // sync_every == (step - steps_run) // sync_every:
-    return False
+    return 0
   from jax.experimental import multihost_utils
-  got = multihost_utils.process_allgather(np.int32(bool(flag)))
-  return bool(np.max(got))
+  return int(np.max(multihost_utils.process_allgather(np.int32(value))))
 
 
 class TrainClock:
@@ -438,8 +433,8 @@ def _train(config, workdir: str, task: Task, data: Data, mesh, local_batch: int,
       else:
         timed_steps += n
       stop_signal = signals.stop_requested(step, n)
-      out_of_time = bool(budget) and _agree_any(clock.seconds() >= budget, step, n,
-                                                signals.sync_every)
+      out_of_time = bool(budget) and bool(_max_over_processes(
+          int(clock.seconds() >= budget), step, n, signals.sync_every))
       last = step == num_steps or out_of_time
       do_eval = bool(eval_every) and config.eval_split and (step % eval_every == 0 or last)
       do_ckpt = step % config.checkpoint_every_steps == 0 or last or bool(stop_signal)

@@ -277,7 +277,7 @@ class PixelHead(nn.Module):
   A 5x5 masked convolution of x (centre excluded), then `num_blocks` residual
   blocks of a 3x3 masked convolution (centre included), each with the
   features added through a 1x1 convolution, and a 1x1 output. It sees
-  2 + num_blocks rows above each pixel: a local model of the texture the
+  `rows_above` rows above each pixel (4 by default): a local model of the texture the
   factorised decoder cannot express (the PixelVAE of Gulrajani et al. 2017,
   kept small and local, leaving the image's layout to the latent; how much
   the latent then carries: docs/results.md#cifar10-vae)."""
