@@ -10,6 +10,8 @@ so it cannot hang."""
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -74,6 +76,12 @@ def _run_processes(preset: str, fields: dict, workdir: str, reference_out: str,
                                  repr(reference_fields)],
                                 cwd=REPO, env=_env(4), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True))
+  return _reap(procs, timeout)
+
+
+def _reap(procs: list, timeout: float):
+  """Each process's exit status and output, waiting `timeout` seconds in all
+  (past it the test fails); whatever still runs then is killed."""
   deadline = time.time() + timeout
   outputs = []
   try:
@@ -213,19 +221,65 @@ def test_evaluation_split_over_two_processes_equals_one_device(tmp_path):
               for i in range(2)] + [[sys.executable, "-c", _EVALUATE, outs[2], "one"]]
   procs = [subprocess.Popen(c, cwd=REPO, env=_env(2), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True) for c in commands]
-  outputs = []
-  try:
-    for p in procs:
-      outputs.append(p.communicate(timeout=300)[0])
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-        p.communicate()
-  assert [p.returncode for p in procs] == [0, 0, 0], "\n\n".join(o[-3000:] for o in outputs)
+  codes, outputs = _reap(procs, 300)
+  assert codes == [0, 0, 0], "\n\n".join(o[-3000:] for o in outputs)
   p0, p1, one = (np.load(o) for o in outs)
   assert int(p0["processes"]) == 2 and int(p0["devices"]) == 4 and int(one["processes"]) == 1
   assert one["fake"].shape == (37, 16, 16, 1)
   for name in ("fake", "features", "probs"):
     np.testing.assert_array_equal(p0[name], p1[name])
     np.testing.assert_allclose(p0[name], one[name], rtol=1e-5, atol=1e-6)
+
+
+def _start_dcgan_pair(workdir: str, fields: dict) -> list:
+  """`experiments.dcgan` as two processes x 2 devices, output piped."""
+  args = [sys.executable, "-m", "experiments.dcgan", "--workdir", workdir,
+          f"--coordinator_address=localhost:{_free_port()}", "--num_processes=2"]
+  args += [f"--config.{k}={v}" for k, v in fields.items()]
+  return [subprocess.Popen(args + [f"--process_id={i}"], cwd=REPO, env=_env(2),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+          for i in range(2)]
+
+
+def test_a_budget_or_a_signal_on_one_process_stops_both_at_the_same_step(tmp_path):
+  """The stopping decisions agree across processes (loop._max_over_processes:
+  they compare every 10 steps). A training-time budget, which the two
+  processes' clocks pass at different moments, stops both at the same step;
+  so does SIGTERM sent to process 1 alone, where without the agreement
+  process 0 would wait forever in the next step's collectives (and this test
+  would time out)."""
+  workdir = str(tmp_path / "run")
+  fields = dict(TINY_DCGAN, dataset="digits", batch_size=BATCH, num_train_steps=100_000,
+                log_every_steps=1, checkpoint_every_steps=1000, sample_every_steps=100_000,
+                eval_every_steps=0, max_train_seconds=0.5)
+  ckpt_steps = lambda: sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints"))
+                              if d.isdigit())
+
+  # 1. The budget is spent before step 10 (it counts the compilation), so
+  # both stop at step 10, where they first compare clocks, and end normally.
+  codes, outputs = _reap(_start_dcgan_pair(workdir, fields), 300)
+  assert codes == [0, 0], "\n\n".join(o[-3000:] for o in outputs)
+  assert "Stopped at step 10 of 100000: the training time budget" in outputs[0]
+  assert ckpt_steps() == [10]
+  with open(os.path.join(workdir, "train_seconds.json")) as f:
+    assert list(json.load(f)) == ["10"]
+
+  # 2. Resumed without a budget (safe to change), it trains on until
+  # process 1 alone gets SIGTERM: both stop at one step, a multiple of 10,
+  # checkpoint it and exit with 128 + SIGTERM.
+  procs = _start_dcgan_pair(workdir, dict(fields, max_train_seconds=0))
+  deadline = time.time() + 300
+  try:
+    while (time.time() < deadline and all(p.poll() is None for p in procs)
+           and not any(r["step"] > 12 for r in read_metrics(workdir))):
+      time.sleep(0.2)
+    procs[1].send_signal(signal.SIGTERM)
+  finally:
+    codes, outputs = _reap(procs, 300)
+  assert codes == [128 + signal.SIGTERM] * 2, "\n\n".join(o[-3000:] for o in outputs)
+  stops = [re.findall(r"Stopped by SIGTERM at step (\d+);", o) for o in outputs]
+  assert stops[0] == stops[1] and len(stops[0]) == 1, outputs
+  stop = int(stops[0][0])
+  assert stop % 10 == 0 and stop > 10
+  assert ckpt_steps() == [10, stop]
+  assert [r["step"] for r in read_metrics(workdir)] == list(range(1, stop + 1))
