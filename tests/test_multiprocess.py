@@ -5,8 +5,9 @@ three processes run at once): the two processes stream a folder of PNGs
 (data_pipeline="streamed", a worker process each, each reading only its own
 rows), the one process holds it in memory (indexed); likewise the self-conditioned
 `cluster_projection` preset, whose k-means clusters process 0 fits and
-broadcasts. The test starts and reaps its processes itself, with timeouts,
-so it cannot hang."""
+broadcasts. Two processes also stop together: at a training-time budget,
+and on SIGTERM sent to one of them. The tests start and reap their
+processes themselves, with timeouts, so they cannot hang."""
 
 import json
 import os
@@ -252,8 +253,13 @@ def test_a_budget_or_a_signal_on_one_process_stops_both_at_the_same_step(tmp_pat
   fields = dict(TINY_DCGAN, dataset="digits", batch_size=BATCH, num_train_steps=100_000,
                 log_every_steps=1, checkpoint_every_steps=1000, sample_every_steps=100_000,
                 eval_every_steps=0, max_train_seconds=0.5)
-  ckpt_steps = lambda: sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints"))
-                              if d.isdigit())
+
+  def ckpt_steps():
+    ckpt = Checkpointer(workdir)
+    try:
+      return sorted(ckpt.all_steps())
+    finally:
+      ckpt.close()
 
   # 1. The budget is spent before step 10 (it counts the compilation), so
   # both stop at step 10, where they first compare clocks, and end normally.
