@@ -177,9 +177,14 @@ def sample(likelihood: str, params: jax.Array, key: jax.Array) -> jax.Array:
   raise ValueError(f"Unknown likelihood {likelihood!r}; use one of {', '.join(LIKELIHOODS)}.")
 
 
+def gaussian_kl_per_dim(mean: jax.Array, logvar: jax.Array) -> jax.Array:
+  """KL(N(mean, exp(logvar)) || N(0, 1)) of each dimension, elementwise."""
+  return 0.5 * (mean**2 + jnp.exp(logvar) - 1.0 - logvar)
+
+
 def gaussian_kl_to_standard(mean: jax.Array, logvar: jax.Array) -> jax.Array:
   """KL(N(mean, exp(logvar)) || N(0, I)) per example, summed over dimensions."""
-  return 0.5 * jnp.sum(mean**2 + jnp.exp(logvar) - 1.0 - logvar, axis=-1)
+  return jnp.sum(gaussian_kl_per_dim(mean, logvar), axis=-1)
 
 
 def diag_gaussian_log_prob(z: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Array:

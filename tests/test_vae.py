@@ -296,6 +296,40 @@ def test_the_cifar10_preset_and_the_cosine_schedule():
     VAETask(_config(schedule="linear"), (28, 28, 1), _digits())
 
 
+def test_free_bits_floor_each_dimensions_average_kl():
+  """sum_j max(lambda, batch mean of KL_j) by hand; a floor above every
+  dimension's KL removes the KL's gradient (the step equals beta = 0's), a
+  floor below all of them leaves the plain ELBO's step; the logged KL stays
+  the true one."""
+  task = VAETask(_config(latent_dim=8, base_features=8, free_bits=0.5), (28, 28, 1), _digits())
+  kl_dims = jnp.array([[0.1, 2.0, 0.4], [0.3, 1.0, 0.8]])
+  # dimension means 0.2, 1.5, 0.6 -> 0.5 + 1.5 + 0.6
+  np.testing.assert_allclose(task.free_bits_kl(kl_dims), 2.6, rtol=1e-6)
+
+  batch = {"image": jnp.asarray(_digits())}
+
+  def one_step(**overrides):
+    task = VAETask(_config(latent_dim=8, base_features=8, **overrides), (28, 28, 1), _digits())
+    state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
+    return jax.device_get(jax.jit(task.train_step)(state, batch))
+
+  plain, plain_metrics = one_step()
+  no_kl, _ = one_step(beta=0.0)
+  floored, floored_metrics = one_step(free_bits=1e4)
+  tiny, tiny_metrics = one_step(free_bits=1e-6)
+  close = lambda a, b: jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-6), a, b)
+  close(floored.params, no_kl.params)
+  close(tiny.params, plain.params)
+  assert tiny_metrics["kl_floored"] == 0.0 and floored_metrics["kl_floored"] == 1.0
+  np.testing.assert_allclose(floored_metrics["kl"], plain_metrics["kl"], rtol=1e-6)
+  np.testing.assert_allclose(floored_metrics["loss"], floored_metrics["rec_nll"] + 8 * 1e4,
+                             rtol=1e-6)
+  with pytest.raises(AssertionError):  # the KL's gradient is not negligible
+    close(plain.params, no_kl.params)
+  with pytest.raises(ValueError, match="free_bits"):
+    VAETask(_config(free_bits=-1.0), (28, 28, 1), _digits())
+
+
 def test_bad_configs_are_rejected():
   with pytest.raises(ValueError, match="image_size"):
     conv_plan(30)

@@ -80,6 +80,10 @@ class VAETask:
     self.latent_dim = config.latent_dim
     self.beta = float(config.beta)
     self.kl_warmup_steps = int(config.kl_warmup_steps)
+    self.free_bits = float(provenance.added_field(config, "free_bits"))
+    if not self.free_bits >= 0.0:
+      raise ValueError(f"config.free_bits must be >= 0 nats per latent dimension (0 is off); "
+                       f"got {config.free_bits}.")
     self.num_importance_samples = int(config.num_importance_samples)
     if self.num_importance_samples < 1:
       raise ValueError("config.num_importance_samples must be >= 1 (1 gives the ELBO).")
@@ -121,12 +125,22 @@ class VAETask:
     return VAEState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=self.tx.init(params), key=state_key)
 
-  def _elbo_terms(self, params, x_in, target, key, train: bool):
-    """Per-example (log p(x|z) for one z ~ q(z|x), analytic KL)."""
+  def _elbo_terms(self, params, x_in, target, key, train: bool, per_dim: bool = False):
+    """Per-example (log p(x|z) for one z ~ q(z|x), analytic KL); with
+    per_dim, the KL of each latent dimension, shape (batch, latent_dim)."""
     out, mean, logvar, _ = self.model.apply({"params": params}, x_in, key, train=train)
     rec = likelihoods.log_prob(self.likelihood, out, target)
-    kl = likelihoods.gaussian_kl_to_standard(mean, logvar)
-    return rec, kl
+    kl = likelihoods.gaussian_kl_per_dim(mean, logvar)
+    return rec, (kl if per_dim else jnp.sum(kl, axis=-1))
+
+  def free_bits_kl(self, kl_dims: jax.Array) -> jax.Array:
+    """The KL term of the loss under free bits, from per-dimension KLs of
+    shape (batch, latent): sum_j max(lambda, mean over the batch of KL_j),
+    lambda = free_bits (Kingma et al. 2016, one group per latent dimension).
+    A dimension whose average KL is below lambda nats costs lambda and gets
+    no gradient pulling its posterior to the prior, so the encoder can put
+    that much information there for free."""
+    return jnp.sum(jnp.maximum(self.free_bits, jnp.mean(kl_dims, axis=0)))
 
   def kl_weight(self, step: jax.Array) -> jax.Array:
     """beta, ramped linearly from 0 over the first kl_warmup_steps steps."""
@@ -142,13 +156,18 @@ class VAETask:
     weight = self.kl_weight(state.step)
 
     def loss_fn(params):
-      rec, kl = self._elbo_terms(params, x_in, target, noise_key, train=True)
-      return jnp.mean(weight * kl - rec), (rec, kl)
+      rec, kl_dims = self._elbo_terms(params, x_in, target, noise_key, train=True, per_dim=True)
+      if self.free_bits:
+        return weight * self.free_bits_kl(kl_dims) - jnp.mean(rec), (rec, kl_dims)
+      return jnp.mean(weight * jnp.sum(kl_dims, axis=-1) - rec), (rec, kl_dims)
 
-    (loss, (rec, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (rec, kl_dims)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     params, opt_state = apply_gradients(self.tx, state.params, state.opt_state, grads)
+    kl = jnp.sum(kl_dims, axis=-1)
     metrics = {"loss": loss, "neg_elbo": jnp.mean(kl - rec), "rec_nll": -jnp.mean(rec),
                "kl": jnp.mean(kl), "kl_weight": weight}
+    if self.free_bits:  # the share of latent dimensions held at the floor
+      metrics["kl_floored"] = jnp.mean(jnp.mean(kl_dims, axis=0) < self.free_bits)
     if self.likelihood != "bernoulli":
       metrics["neg_elbo_bpd"] = metrics["neg_elbo"] / (self.num_dims * math.log(2))
     metrics["finite"] = jnp.isfinite(loss).astype(jnp.float32)
