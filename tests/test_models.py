@@ -54,6 +54,22 @@ def test_mnist_generator_follows_the_seeds():
                           jnp.zeros((1, 100)))["params"]
   assert params["Dense_0"]["kernel"].shape == (100, 7 * 7 * 256)
   assert [params[f"ConvTranspose_{i}"]["kernel"].shape[-1] for i in range(3)] == [128, 64, 1]
+  dparams = jax.eval_shape(lambda x: MnistDiscriminator().init(jax.random.key(0), x, train=False),
+                           jnp.zeros((1, 28, 28, 1)))["params"]
+  assert [dparams[f"Conv_{i}"]["kernel"].shape[-1] for i in range(2)] == [64, 128]
+
+
+def test_mnist_model_takes_the_width_fields():
+  """ngf / ndf scale the 28x28 model's widths (they were ignored there once)."""
+  g, d = make_dcgan(28, 1, ngf=32, ndf=16)
+  params = jax.eval_shape(lambda z: g.init(jax.random.key(0), z, train=False),
+                          jnp.zeros((1, 100)))["params"]
+  assert params["Dense_0"]["kernel"].shape == (100, 7 * 7 * 128)
+  assert [params[f"ConvTranspose_{i}"]["kernel"].shape[-1] for i in range(3)] == [64, 32, 1]
+  dparams = jax.eval_shape(lambda x: d.init(jax.random.key(0), x, train=False),
+                           jnp.zeros((1, 28, 28, 1)))["params"]
+  assert [dparams[f"Conv_{i}"]["kernel"].shape[-1] for i in range(2)] == [16, 32]
+  assert dparams["Dense_0"]["kernel"].shape == (7 * 7 * 32, 1)
 
 
 def test_dropout_only_in_training():

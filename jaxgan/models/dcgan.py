@@ -5,6 +5,8 @@ Two families:
   TensorFlow DCGAN tutorial): z -> Dense 7*7*256 -> up-convolutions 128, 64,
   channels (5x5 kernels, BatchNorm + LeakyReLU, tanh); the discriminator is
   conv 64, conv 128 (5x5, stride 2, LeakyReLU, dropout 0.3) and a dense logit.
+  Those are its widths at ngf = ndf = 64 (the default); other values scale
+  them (G: 4, 2, 1 x ngf; D: 1, 2 x ndf).
 - `Generator` / `Discriminator`: Radford et al. (2016) as in pytorch/examples
   dcgan: 4x4 kernels, stride 2, BatchNorm, ReLU / LeakyReLU(0.2), N(0, 0.02)
   initialisation, for 32x32 or 64x64 (any 4 * 2**k) images.
@@ -59,6 +61,7 @@ class MnistGenerator(nn.Module):
   """z [batch, latent] -> images [batch, 28, 28, channels] in [-1, 1]. With
   num_classes > 0, class-conditional (conditional BatchNorm on `labels`)."""
   channels: int = 1
+  base_features: int = 64  # ngf: the seeds' widths 256, 128, 64 are 4, 2, 1 x this
   negative_slope: float = 0.3  # tf.keras.layers.LeakyReLU's default, as in the seeds
   num_classes: int = 0
   dtype: jnp.dtype = jnp.float32
@@ -67,10 +70,11 @@ class MnistGenerator(nn.Module):
   def __call__(self, z: jax.Array, train: bool, labels: jax.Array | None = None) -> jax.Array:
     bn = lambda: _generator_norm(self.num_classes, labels, train, self.dtype, momentum=0.9)
     act = lambda x: nn.leaky_relu(x, self.negative_slope)
-    x = Dense(7 * 7 * 256, use_bias=False, dtype=self.dtype)(z)
-    x = act(bn()(x)).reshape(z.shape[0], 7, 7, 256)
-    x = act(bn()(ConvTranspose(128, (5, 5), (1, 1), use_bias=False, dtype=self.dtype)(x)))
-    x = act(bn()(ConvTranspose(64, (5, 5), (2, 2), use_bias=False, dtype=self.dtype)(x)))
+    width = self.base_features
+    x = Dense(7 * 7 * 4 * width, use_bias=False, dtype=self.dtype)(z)
+    x = act(bn()(x)).reshape(z.shape[0], 7, 7, 4 * width)
+    x = act(bn()(ConvTranspose(2 * width, (5, 5), (1, 1), use_bias=False, dtype=self.dtype)(x)))
+    x = act(bn()(ConvTranspose(width, (5, 5), (2, 2), use_bias=False, dtype=self.dtype)(x)))
     x = ConvTranspose(self.channels, (5, 5), (2, 2), use_bias=False, dtype=self.dtype)(x)
     return jnp.tanh(x.astype(jnp.float32))
 
@@ -84,6 +88,7 @@ NORMALIZATIONS = ("batch", "layer", "none")
 class MnistDiscriminator(DiscriminatorFields):
   """images [batch, 28, 28, C] -> logits [batch] (conditional: see
   `conditional_output`). It has no normalisation layers (dropout instead)."""
+  base_features: int = 64  # ndf: the seeds' widths 64, 128 are 1, 2 x this
   negative_slope: float = 0.3
   dropout_rate: float = 0.3
 
@@ -91,7 +96,7 @@ class MnistDiscriminator(DiscriminatorFields):
   def __call__(self, x: jax.Array, train: bool, labels: jax.Array | None = None):
     act = lambda x: nn.leaky_relu(x, self.negative_slope)
     sn = lambda layer: spectral(layer, self.spectral_norm, train)
-    for features in (64, 128):
+    for features in (self.base_features, 2 * self.base_features):
       x = sn(Conv(features, (5, 5), (2, 2), padding="SAME", dtype=self.dtype))(x)
       x = Dropout(self.dropout_rate, deterministic=not train)(act(x))
     h = x.reshape(x.shape[0], -1)
@@ -183,8 +188,10 @@ def make_dcgan(image_size: int, channels: int, *, ngf: int = 64, ndf: int = 64,
     if d_normalization not in (None, "none"):
       raise ValueError(f"config.d_normalization={d_normalization!r}: the 28x28 discriminator "
                        "has no normalisation layers (it uses dropout); leave it unset.")
-    return (MnistGenerator(channels=channels, num_classes=g_classes, dtype=dtype),
-            MnistDiscriminator(spectral_norm=spectral_norm, num_classes=num_classes,
+    return (MnistGenerator(channels=channels, base_features=ngf, num_classes=g_classes,
+                           dtype=dtype),
+            MnistDiscriminator(base_features=ndf, spectral_norm=spectral_norm,
+                               num_classes=num_classes,
                                conditional=conditional, dtype=dtype))
   return (Generator(image_size=image_size, channels=channels, base_features=ngf,
                     num_classes=g_classes, dtype=dtype),
