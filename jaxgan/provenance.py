@@ -73,7 +73,8 @@ ADDED_FIELDS = {
 # Fields added to one kind's configs only (a GAN config has always had its
 # `preset`), with the value that reproduces that kind's older runs.
 KIND_ADDED_FIELDS = {"classifier": {"preset": ""},
-                     "vae": {"preset": "", "schedule": "constant", "free_bits": 0.0},
+                     "vae": {"preset": "", "schedule": "constant", "free_bits": 0.0,
+                             "model_options": {}},
                      "gan": {"g_orthogonal_reg": 0.0, "model_options": {}, "pl_weight": 0.0,
                              "pl_every": 4, "ada_target": 0.0, "ada_p": 0.0,
                              "ada_pipeline": "bgc", "ada_interval": 4, "ada_kimg": 500.0}}

@@ -117,18 +117,26 @@ def test_sampling_draws_the_discretized_likelihoods():
   np.testing.assert_allclose(got, [r, g, snap(mu[2] + t[1] * r + t[2] * g)], atol=1e-5)
 
 
-def _pixel_vae_task(size=8):
+def _pixel_vae_task(size=8, **model_options):
   config = _config(model="resnet_pixel", likelihood="logistic_ar", latent_dim=(size // 4)**2 * 2,
-                   base_features=8, num_importance_samples=3)
+                   base_features=8, num_importance_samples=3, model_options=model_options)
   return VAETask(config, (size, size, 3), np.zeros((4, size, size, 3), np.float32))
 
 
-def test_pixel_head_sees_only_earlier_pixels():
+# The default head (4 rows of context) and the smallest (1 row: a 3x3 first
+# convolution, no blocks), set through config.model_options.
+HEADS = [({}, 4), ({"head_blocks": 0, "head_kernel": 3}, 1)]
+
+
+@pytest.mark.parametrize("options,rows", HEADS)
+def test_pixel_head_sees_only_earlier_pixels(options, rows):
   """The head's parameters at pixel (i, j) change with the image's pixels
   before (i, j) in raster order (its left and upper neighbours) and with no
   pixel from (i, j) on, its own channels included (the likelihood couples
-  those)."""
-  task = _pixel_vae_task()
+  those); nor with the rows more than `rows` above row i, the context the
+  options set."""
+  task = _pixel_vae_task(**options)
+  assert task.model.head.rows_above == rows
   params = random_init(task.model, jnp.zeros((1, 8, 8, 3)), jax.random.PRNGKey(0))["params"]
   rng = np.random.default_rng(0)
   z = jnp.asarray(rng.normal(size=(1, task.latent_dim)), jnp.float32)
@@ -139,18 +147,32 @@ def test_pixel_head_sees_only_earlier_pixels():
         {"params": params}, z, x, method="decode")[0, i, j]))(x)
     influence = np.abs(np.asarray(grad[0])).sum(-1)
     assert np.all(influence[order >= order[i, j]] == 0), (i, j)
+    assert np.all(influence[:max(i - rows, 0)] == 0), (i, j)
     if j > 0:
       assert influence[i, j - 1] > 0, (i, j)
     if i > 0:
       assert influence[i - 1, j] > 0, (i, j)
+    if i >= rows:  # the farthest row in its context, straight above
+      assert influence[i - rows, j] > 0, (i, j)
 
 
-def test_autoregressive_generation_draws_pixel_by_pixel():
+def test_model_options_are_checked():
+  """An option the model does not take, or a head context that cannot be
+  built, is one error naming the option."""
+  with pytest.raises(ValueError, match="model_options head_blocks not known to model 'resnet'; "
+                     "it takes none"):
+    make_vae("resnet", (8, 8, 3), 8, 10, 8, head_blocks=0)
+  with pytest.raises(ValueError, match="head_kernel odd"):
+    make_vae("resnet_pixel", (8, 8, 3), 8, 10, 8, head_kernel=4)
+
+
+@pytest.mark.parametrize("options", [o for o, _ in HEADS])
+def test_autoregressive_generation_draws_pixel_by_pixel(options):
   """`generate` (the head on a strip of rows per pixel) equals drawing each
   pixel from the head run on the whole image, with the same keys; and the
   drawn image scores as it was drawn: decoding it teacher-forced gives the
   same parameters at every pixel."""
-  task = _pixel_vae_task()
+  task = _pixel_vae_task(**options)
   params = random_init(task.model, jnp.zeros((1, 8, 8, 3)), jax.random.PRNGKey(0))["params"]
   z = jnp.asarray(np.random.default_rng(1).normal(size=(3, task.latent_dim)), jnp.float32)
   key = jax.random.PRNGKey(5)

@@ -114,7 +114,8 @@ def base() -> ml_collections.ConfigDict:
   config.model = "dcgan"
   # The architecture's own options (keyword arguments of its factory in
   # jaxgan/models/registry.py), e.g. stylegan2's mapping_layers and
-  # style_mixing: --config.model_options.style_mixing=0.9.
+  # style_mixing: --config.model_options.style_mixing=0.9, or a whole dict for
+  # a preset that sets none: --config.model_options="{'mapping_layers': 2}".
   config.model_options = ml_collections.ConfigDict()
   config.latent_dim = 100
   # Widths: Radford's base widths (the 28x28 model's smallest), the SNGAN

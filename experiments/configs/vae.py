@@ -42,6 +42,11 @@ def _base() -> ml_collections.ConfigDict:
   config.model = "conv"
   config.latent_dim = 32
   config.base_features = 32  # conv widths: base, 2*base, ... (capped at 8*base)
+  # The model's own keyword options (its factory in jaxgan/models/vae.py), as
+  # a whole dict: for 'resnet_pixel' the head's context, head_kernel // 2 +
+  # head_blocks rows above each pixel (defaults 5 and 2: 4 rows), e.g.
+  # --config.model_options="{'head_blocks': 0}" for 2 rows.
+  config.model_options = ml_collections.ConfigDict()
 
   # Likelihood p(x|z): 'bernoulli' (binary pixels; binarization 'dynamic' draws
   # x ~ Bernoulli(intensity) for every batch, 'threshold' uses intensity > 0.5,

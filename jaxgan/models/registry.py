@@ -77,7 +77,8 @@ CLASSIFIERS: dict[str, Callable[[int], nn.Module]] = {
     "fast_cnn": classifiers.FastCNN,  # conv-pool stages 64/128/128, for fast CIFAR-10 training
 }
 
-# VAEs: (image_shape, latent_dim, out_channels, base_features) -> vae.VAE.
+# VAEs: (image_shape, latent_dim, out_channels, base_features, and the model's own
+# keyword options from `config.model_options`) -> vae.VAE.
 VAES: dict[str, Callable[..., vae.VAE]] = {
     "mlp": vae.mlp_vae,
     "conv": vae.conv_vae,
@@ -97,10 +98,25 @@ def make_classifier(name: str, num_classes: int) -> nn.Module:
   return lookup(CLASSIFIERS, name, "config.model (classifier)")(num_classes)
 
 
+def _check_options(factory, options: dict, name: str, fixed: tuple[str, ...]) -> None:
+  """A ValueError naming the options (config.model_options) that `factory`,
+  model `name`'s, does not take, and those it does (beyond `fixed`)."""
+  accepted = inspect.signature(factory).parameters
+  unknown = sorted(k for k in options if k not in fixed and k not in accepted)
+  if unknown:
+    extra = [k for k in accepted if k not in fixed]
+    raise ValueError(f"config.model_options {', '.join(unknown)} not known to model {name!r}; "
+                     f"it takes {', '.join(extra) or 'none'}.")
+
+
 def make_vae(name: str, image_shape: tuple[int, int, int], latent_dim: int,
-             out_channels: int, base_features: int = 32) -> vae.VAE:
-  return lookup(VAES, name, "config.model (VAE)")(tuple(image_shape), latent_dim,
-                                                  out_channels, base_features)
+             out_channels: int, base_features: int = 32, **options) -> vae.VAE:
+  """VAE `name`; options (`config.model_options`, e.g. resnet_pixel's
+  head_blocks) must be keyword parameters of its factory."""
+  factory = lookup(VAES, name, "config.model (VAE)")
+  _check_options(factory, options, name,
+                 ("image_shape", "latent_dim", "out_channels", "base_features"))
+  return factory(tuple(image_shape), latent_dim, out_channels, base_features, **options)
 
 
 _CONTRACT_OPTIONS = ("ngf", "ndf", "d_normalization", "spectral_norm", "num_classes",
@@ -112,11 +128,5 @@ def make_gan(name: str, image_size: int, channels: int, *, dtype=jnp.float32, **
   the contract's (`config.model_options`, e.g. StyleGAN2's mapping_layers)
   must be keyword parameters of that architecture's factory."""
   factory = lookup(GAN_ARCHITECTURES, name, "config.model (GAN)")
-  accepted = inspect.signature(factory).parameters
-  unknown = sorted(k for k in options if k not in _CONTRACT_OPTIONS and k not in accepted)
-  if unknown:
-    extra = [k for k in accepted if k not in _CONTRACT_OPTIONS + ("image_size", "channels",
-                                                                  "dtype")]
-    raise ValueError(f"config.model_options {', '.join(unknown)} not known to model {name!r}; "
-                     f"it takes {', '.join(extra) or 'none'}.")
+  _check_options(factory, options, name, _CONTRACT_OPTIONS + ("image_size", "channels", "dtype"))
   return factory(image_size, channels, dtype=dtype, **options)

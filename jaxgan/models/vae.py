@@ -308,10 +308,21 @@ class PixelHead(nn.Module):
 
 
 def pixel_vae(image_shape: tuple[int, int, int], latent_dim: int, out_channels: int,
-              base_features: int = 32) -> VAE:
+              base_features: int = 32, head_blocks: int = 2, head_kernel: int = 5) -> VAE:
   """The ResNet VAE whose decoder ends in a `PixelHead` (width base_features):
-  p(x|z) autoregressive over pixels, for the discretized likelihoods."""
+  p(x|z) autoregressive over pixels, for the discretized likelihoods.
+
+  head_blocks (the head's 3x3 residual blocks) and head_kernel (its first
+  masked convolution, odd) set its context: head_kernel // 2 + head_blocks
+  rows above each pixel (4 by default). A smaller context leaves more of the
+  image for the latent to explain (the variational lossy autoencoder's remedy
+  for posterior collapse, Chen et al. 2017); set them through
+  --config.model_options."""
   spatial_latent_plan(tuple(image_shape), latent_dim)
+  if head_blocks < 0 or head_kernel < 3 or head_kernel % 2 == 0:
+    raise ValueError(f"model_options: head_blocks must be >= 0 and head_kernel odd and >= 3 "
+                     f"(the pixel head's context); got {head_blocks} and {head_kernel}.")
   return VAE(ResNetEncoder(latent_dim, base_features),
              ResNetDecoder(tuple(image_shape), base_features, base_features),
-             PixelHead(out_channels, base_features))
+             PixelHead(out_channels, base_features, num_blocks=head_blocks,
+                       first_kernel=head_kernel))

@@ -76,7 +76,8 @@ class VAETask:
     channels = self.image_shape[-1]
     self.model = make_vae(config.model, self.image_shape, config.latent_dim,
                           likelihoods.decoder_channels(self.likelihood, channels),
-                          config.base_features)
+                          config.base_features,
+                          **dict(provenance.added_field(config, "model_options")))
     self.latent_dim = config.latent_dim
     self.beta = float(config.beta)
     self.kl_warmup_steps = int(config.kl_warmup_steps)
