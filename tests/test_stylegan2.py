@@ -107,6 +107,29 @@ def test_minibatch_std_by_hand():
     np.testing.assert_allclose(out[i, :, :, 3], want, rtol=1e-5)
 
 
+def test_minibatch_std_group_reaches_the_discriminator():
+  """model_options mbstd_group: with one group per batch (8 of 8) D's outputs
+  follow any reordering of the batch; with groups of 4 (samples i, i + 2,
+  ...) swapping samples 0 and 1 regroups them and changes other outputs.
+  The ADA preset uses the paper's CIFAR-10 groups of 32."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (8, 8, 8, 3))
+  perm = np.array([1, 0, 2, 3, 4, 5, 6, 7])
+  outs = {}
+  for group in (8, 4):
+    _, d = make_gan("stylegan2", 8, 3, ngf=8, ndf=8, d_normalization=None, spectral_norm=False,
+                    num_classes=0, conditional="", mbstd_group=group)
+    assert d.mbstd_group == group
+    variables = d.init(jax.random.PRNGKey(1), x, train=False)
+    out = np.asarray(d.apply(variables, x, train=False))
+    outs[group] = (out, np.asarray(d.apply(variables, x[perm], train=False)))
+  np.testing.assert_allclose(outs[8][1], outs[8][0][perm], rtol=1e-5, atol=1e-6)
+  assert np.abs(outs[4][1][2:] - outs[4][0][perm][2:]).max() > 1e-4
+  assert gan_configs.get_config("stylegan2_ada").model_options.mbstd_group == 32
+  with pytest.raises(ValueError, match="mbstd_group"):
+    make_gan("stylegan2", 8, 3, ngf=8, ndf=8, d_normalization=None, spectral_norm=False,
+             num_classes=0, conditional="", mbstd_group=0)
+
+
 def _tiny(size=8, classes=0, mixing=0.0):
   return make_gan("stylegan2", size, 3, ngf=8, ndf=8, d_normalization=None,
                   spectral_norm=False, num_classes=classes,

@@ -117,6 +117,102 @@ def test_sampling_draws_the_discretized_likelihoods():
   np.testing.assert_allclose(got, [r, g, snap(mu[2] + t[1] * r + t[2] * g)], atol=1e-5)
 
 
+def _mixture_bin_probabilities(logits, mu, log_s, a, x):
+  """float64 reference: P(bins of x) under sum_k pi_k prod_c Logistic(bin of
+  x_c; mu_kc + sum_{j<c} tanh(a_k,cj) x_j, exp(log_s_kc)), the edge bins
+  taking the tails. logits [K]; mu, log_s [K, C]; a [K, C(C-1)/2]; x [N, C]."""
+  k_, c_ = mu.shape
+  pi = np.exp(logits - logits.max())
+  pi /= pi.sum()
+  total = np.zeros(len(x))
+  for k in range(k_):
+    p, q = np.ones(len(x)), 0
+    for c in range(c_):
+      m = np.full(len(x), mu[k, c])
+      for j in range(c):
+        m = m + np.tanh(a[k, q]) * x[:, j]
+        q += 1
+      s = math.exp(log_s[k, c])
+      upper = np.where(x[:, c] > 1 - 1e-6, 1.0, stats.logistic.cdf(x[:, c] + 1 / 255, m, s))
+      lower = np.where(x[:, c] < -1 + 1e-6, 0.0, stats.logistic.cdf(x[:, c] - 1 / 255, m, s))
+      p = p * (upper - lower)
+    total += pi[k] * p
+  return total
+
+
+def _mixture_params(rng, k, c):
+  logits = rng.normal(size=k)
+  mu, log_s = rng.uniform(-0.8, 0.8, (k, c)), rng.uniform(-3.5, -1.5, (k, c))
+  a = rng.normal(size=(k, c * (c - 1) // 2))
+  flat = np.concatenate([logits[:, None], mu, log_s, a], -1).ravel()  # component-major
+  return (logits, mu, log_s, a), jnp.asarray(flat.reshape(1, 1, 1, -1), jnp.float32)
+
+
+def test_logistic_mixture_matches_a_float64_formula_and_sums_to_one():
+  """logistic_mix (PixelCNN++'s mixture): log p against an independent float64
+  computation on RGB pixels (edge values included); the bins' probabilities
+  of a 1- and a 2-channel pixel sum to one; the display image is the
+  mixture's mean; 10 components x (1 + 2C + C(C-1)/2) outputs."""
+  rng = np.random.default_rng(3)
+  (logits, mu, log_s, a), params = _mixture_params(rng, 10, 3)
+  x = np.round((rng.uniform(-1, 1, (6, 3)) + 1) * 127.5) / 127.5 - 1
+  x[0] = [-1.0, 1.0, -1.0]
+  x[1] = [1.0, -1.0, 1.0]
+  got = likelihoods.log_prob("logistic_mix", jnp.broadcast_to(params, (6, 1, 1, params.shape[-1])),
+                             jnp.asarray(x.reshape(6, 1, 1, 3), jnp.float32))
+  np.testing.assert_allclose(np.asarray(got, np.float64),
+                             np.log(_mixture_bin_probabilities(logits, mu, log_s, a, x)),
+                             rtol=1e-4)
+  # The mean: sum_k pi_k m_k, each component's means coupled through the earlier means.
+  pi = np.exp(logits) / np.exp(logits).sum()
+  t = np.tanh(a)
+  m = np.stack([mu[:, 0], mu[:, 1] + t[:, 0] * mu[:, 0]], -1)
+  m = np.concatenate([m, (mu[:, 2] + t[:, 1] * m[:, 0] + t[:, 2] * m[:, 1])[:, None]], -1)
+  np.testing.assert_allclose(np.asarray(likelihoods.mode("logistic_mix", params)).ravel(),
+                             np.clip(pi @ m, -1, 1), rtol=1e-5, atol=1e-6)
+  values = np.arange(256) / 127.5 - 1
+  for c, grid in ((1, values[:, None]),
+                  (2, np.stack(np.meshgrid(values, values, indexing="ij"), -1).reshape(-1, 2))):
+    _, params = _mixture_params(rng, 10, c)
+    log_p = likelihoods.log_prob("logistic_mix",
+                                 jnp.broadcast_to(params, (len(grid), 1, 1, params.shape[-1])),
+                                 jnp.asarray(grid.reshape(-1, 1, 1, c), jnp.float32))
+    assert np.all(np.isfinite(np.asarray(log_p)))
+    np.testing.assert_allclose(float(jax.nn.logsumexp(log_p)), 0.0, atol=2e-3)
+  assert likelihoods.decoder_channels("logistic_mix", 3) == 100
+  assert likelihoods.decoder_channels("logistic_mix", 1) == 30
+
+
+def test_logistic_mixture_draws_follow_its_bins():
+  """Bin frequencies of 40,000 draws from a two-component greyscale mixture
+  match its bins' probabilities (the other 8 of the 10 components carry no
+  weight); with one component certain and (nearly) no
+  spread an RGB draw is that component's coupled locations, snapped."""
+  comps = np.array([[0.3, -0.5, -2.5], [-0.4, 0.4, -3.0]] + [[-40.0, 0.0, 0.0]] * 8)
+  params = jnp.broadcast_to(jnp.asarray(comps.ravel(), jnp.float32), (40_000, 1, 1, 30))
+  draws = np.asarray(likelihoods.sample("logistic_mix", params, jax.random.PRNGKey(0))).ravel()
+  bins = np.round((draws + 1) * 127.5).astype(int)
+  np.testing.assert_allclose(draws, bins / 127.5 - 1, atol=1e-6)
+  values = np.arange(256) / 127.5 - 1
+  expected = _mixture_bin_probabilities(comps[:, 0], comps[:, 1:2], comps[:, 2:3],
+                                        np.zeros((10, 0)), values[:, None])
+  np.testing.assert_allclose(np.bincount(bins, minlength=256) / len(bins), expected, atol=0.006)
+
+  mu = np.random.default_rng(4).uniform(-0.8, 0.8, (10, 3))
+  a = np.array([[0.7, -1.2, 0.4]] * 10)
+  logits = np.full((10, 1), -20.0)
+  logits[1] = 20.0
+  flat = np.concatenate([logits, mu, np.full((10, 3), -7.0), a], -1).ravel()
+  got = np.asarray(likelihoods.sample("logistic_mix", jnp.asarray(flat.reshape(1, 1, 1, 100),
+                                                                   jnp.float32),
+                                      jax.random.PRNGKey(1))).ravel()
+  snap = lambda v: np.round((np.clip(v, -1, 1) + 1) * 127.5) / 127.5 - 1
+  t = np.tanh(a[1])
+  r = snap(mu[1, 0])
+  g = snap(mu[1, 1] + t[0] * r)
+  np.testing.assert_allclose(got, [r, g, snap(mu[1, 2] + t[1] * r + t[2] * g)], atol=1e-5)
+
+
 def _pixel_vae_task(size=8, **model_options):
   config = _config(model="resnet_pixel", likelihood="logistic_ar", latent_dim=(size // 4)**2 * 2,
                    base_features=8, num_importance_samples=3, model_options=model_options)
@@ -284,7 +380,7 @@ def test_eval_step_sums_and_masks(trained):
     ("mlp", (28, 28, 1), "bernoulli"), ("conv", (28, 28, 1), "bernoulli"),
     ("conv", (32, 32, 3), "logistic"), ("conv", (64, 64, 3), "gaussian"),
     ("resnet", (32, 32, 3), "logistic_ar"), ("resnet", (28, 28, 1), "logistic"),
-    ("resnet_pixel", (32, 32, 3), "logistic_ar")])
+    ("resnet_pixel", (32, 32, 3), "logistic_ar"), ("resnet", (32, 32, 3), "logistic_mix")])
 def test_model_shapes(model, shape, likelihood):
   out_c = likelihoods.decoder_channels(likelihood, shape[-1])
   latent_dim = 16 if not model.startswith("resnet") else (shape[0] // 4)**2 * 2  # a 2-channel map

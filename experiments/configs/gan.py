@@ -64,7 +64,8 @@ Conditional presets (labelled data; grids show one row per class):
                  network, projection D).
   stylegan2_ada  Karras et al. 2020 (ADA): their CIFAR-10 configuration:
                  widths 512, a 2-layer mapping network, no style mixing and no
-                 path length regularisation, R1 gamma 0.01 every 16 steps,
+                 path length regularisation, D's minibatch standard deviation
+                 over groups of 32 (config F: 4; a smaller batch is one group), R1 gamma 0.01 every 16 steps,
                  batch 64, Adam(0.0025, b1 0, b2 0.99) rescaled as above, a
                  G average with a half-life of 500k images (the warm-up
                  replaces their ramp), and adaptive augmentation: the 'bgc'
@@ -310,7 +311,8 @@ def _stylegan2(config):
 def _stylegan2_ada(config):
   _stylegan2(config)
   config.ngf = config.ndf = 512
-  config.model_options = ml_collections.ConfigDict({"mapping_layers": 2, "style_mixing": 0.0})
+  config.model_options = ml_collections.ConfigDict({"mapping_layers": 2, "style_mixing": 0.0,
+                                                     "mbstd_group": 32})
   config.pl_weight = 0.0
   config.ema_decay = _half_life_decay(config.batch_size, 500)
   config.ada_target, config.ada_p = 0.6, 0.0

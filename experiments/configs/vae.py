@@ -54,7 +54,9 @@ def _base() -> ml_collections.ConfigDict:
   # 8-bit discretized 'gaussian' / 'logistic' for greyscale or RGB (per-pixel
   # mean and log-scale; bits per dimension comparable with published figures),
   # or 'logistic_ar': the logistic with each channel's mean moved linearly by
-  # the earlier channels' values (PixelCNN++'s coupling: p(r) p(g|r) p(b|r,g)).
+  # the earlier channels' values (PixelCNN++'s coupling: p(r) p(g|r) p(b|r,g)),
+  # or 'logistic_mix': PixelCNN++'s mixture of 10 such coupled logistics per
+  # pixel (jaxgan/likelihoods.py, one registry entry each).
   config.likelihood = "bernoulli"
   config.binarization = "dynamic"
   config.beta = 1.0  # beta-VAE weight on the KL term

@@ -433,11 +433,14 @@ class StyleGAN2Discriminator(DiscriminatorFields):
 def make_stylegan2(image_size: int, channels: int, *, ngf: int = 512, ndf: int = 512,
                    d_normalization: str | None = None, spectral_norm: bool = False,
                    num_classes: int = 0, conditional: str = "", dtype=jnp.float32,
-                   mapping_layers: int = 8,
-                   style_mixing: float = 0.9) -> tuple[nn.Module, nn.Module]:
+                   mapping_layers: int = 8, style_mixing: float = 0.9,
+                   mbstd_group: int = 4) -> tuple[nn.Module, nn.Module]:
   """The StyleGAN2 (generator, discriminator) pair: `ngf` / `ndf` are the
   widths (channel_max) of G and D; w has z's size (config.latent_dim);
-  `mapping_layers` and `style_mixing` (probability) the mapping network's.
+  `mapping_layers` and `style_mixing` (probability) the mapping network's;
+  `mbstd_group` D's minibatch standard deviation group (config F's 4, the
+  ADA paper's CIFAR-10 configuration 32; a batch smaller than it is one
+  group, and must otherwise be a multiple of it).
   No spectral normalisation or D normalisation layers (the papers use
   equalized learning rate and R1)."""
   if d_normalization not in (None, "none"):
@@ -453,9 +456,11 @@ def make_stylegan2(image_size: int, channels: int, *, ngf: int = 512, ndf: int =
     raise ValueError(f"style_mixing is a probability in [0, 1]; got {style_mixing}.")
   if not (isinstance(mapping_layers, int) and mapping_layers >= 1):
     raise ValueError(f"mapping_layers must be an integer >= 1; got {mapping_layers!r}.")
+  if not (isinstance(mbstd_group, int) and mbstd_group >= 1):
+    raise ValueError(f"mbstd_group must be an integer >= 1; got {mbstd_group!r}.")
   _resolutions(image_size)
   return (StyleGAN2Generator(image_size=image_size, channels=channels, channel_max=ngf,
                              mapping_layers=mapping_layers, style_mixing=style_mixing,
                              num_classes=num_classes if conditional else 0, dtype=dtype),
-          StyleGAN2Discriminator(image_size=image_size, channel_max=ndf,
+          StyleGAN2Discriminator(image_size=image_size, channel_max=ndf, mbstd_group=mbstd_group,
                                  num_classes=num_classes, conditional=conditional, dtype=dtype))
