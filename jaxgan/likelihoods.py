@@ -189,8 +189,9 @@ def _coupled_sample(params: jax.Array, key: jax.Array) -> jax.Array:
 class Likelihood(Protocol):
   """The contract of a likelihood p(x | decoder output), chosen by name
   (`config.likelihood`) from `REGISTRY`. `params` is the decoder's output
-  [..., outputs(C)]; x and every image returned are [..., C]: in [0, 1] for
-  'bernoulli' targets, on the 8-bit grid of [-1, 1] for the discretized ones.
+  [..., outputs(C)]; x is [..., C], in [0, 1] for 'bernoulli' targets and
+  on the 8-bit grid of [-1, 1] for the discretized ones; the images returned
+  are [..., C] in [-1, 1].
   Channels within a pixel may depend on each other (in channel order), never
   pixels on each other: an autoregressive head over pixels lives in the
   model (`jaxgan.models.vae.PixelHead`)."""
