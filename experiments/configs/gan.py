@@ -66,9 +66,10 @@ Conditional presets (labelled data; grids show one row per class):
                  widths 512, a 2-layer mapping network, no style mixing and no
                  path length regularisation, D's minibatch standard deviation
                  over groups of 32 (config F: 4; a smaller batch is one
-                 group), R1 gamma 0.01 every 16 steps, batch 64, Adam(0.0025, b1 0, b2 0.99) rescaled as above, a
-                 G average with a half-life of 500k images (the warm-up
-                 replaces their ramp), and adaptive augmentation: the 'bgc'
+                 group), R1 gamma 0.01 every 16 steps, batch 64,
+                 Adam(0.0025, b1 0, b2 0.99) rescaled as above, a G average
+                 with a half-life of 500k images (the warm-up replaces their
+                 ramp), and adaptive augmentation: the 'bgc'
                  pipeline, p adjusted every 4 steps towards r_t = 0.6 at a
                  speed of 500k images from 0 to 1 (jaxgan/gan/ada.py). Their
                  D for CIFAR-10 is the non-residual one; this is the residual
