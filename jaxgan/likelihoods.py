@@ -76,10 +76,14 @@ def discretized_gaussian_log_prob(params: jax.Array, x: jax.Array) -> jax.Array:
 def discretized_logistic_log_prob(params: jax.Array, x: jax.Array) -> jax.Array:
   """params [..., 2C] (means, log-scales), x [..., C] in [-1, 1]: per-example
   log-probability of x's 8-bit bins under a per-pixel logistic."""
-  mean, log_scale = jnp.split(params, 2, axis=-1)
+  return _sum_per_example(_logistic_bins(x, *jnp.split(params, 2, axis=-1)))
+
+
+def _logistic_bins(x: jax.Array, mean: jax.Array, log_scale: jax.Array) -> jax.Array:
+  """log P(bin of x) under a logistic, elementwise."""
   log_pdf = lambda t: -t - 2.0 * jax.nn.softplus(-t)
-  return _sum_per_example(_discretized_log_prob(
-      x, mean, log_scale, jax.nn.log_sigmoid, lambda t: jax.nn.log_sigmoid(-t), log_pdf))
+  return _discretized_log_prob(x, mean, log_scale, jax.nn.log_sigmoid,
+                               lambda t: jax.nn.log_sigmoid(-t), log_pdf)
 
 
 def _num_couplings(channels: int) -> int:
@@ -152,9 +156,7 @@ def mixture_logistic_log_prob(params: jax.Array, x: jax.Array, components: int) 
   logits, comp = _mixture_parts(params, components)
   xk = x[..., None, :]  # broadcast over the components
   mean, log_scale, _ = _coupled_means(comp, lambda i, m, s: xk[..., i])
-  log_pdf = lambda t: -t - 2.0 * jax.nn.softplus(-t)
-  per_component = jnp.sum(_discretized_log_prob(
-      xk, mean, log_scale, jax.nn.log_sigmoid, lambda t: jax.nn.log_sigmoid(-t), log_pdf), -1)
+  per_component = jnp.sum(_logistic_bins(xk, mean, log_scale), -1)
   return _sum_per_example(jax.nn.logsumexp(jax.nn.log_softmax(logits) + per_component, -1))
 
 

@@ -128,6 +128,16 @@ def test_minibatch_std_group_reaches_the_discriminator():
   with pytest.raises(ValueError, match="mbstd_group"):
     make_gan("stylegan2", 8, 3, ngf=8, ndf=8, d_normalization=None, spectral_norm=False,
              num_classes=0, conditional="", mbstd_group=0)
+  # A batch neither smaller than the group nor a multiple of it stops the run early.
+  with pytest.raises(ValueError, match="minibatch-std group"):
+    GANTask(_with_batch(40), (8, 8, 1))
+  GANTask(_with_batch(12), (8, 8, 1))  # one group of 12
+
+
+def _with_batch(batch):
+  config = _tiny_preset("stylegan2_ada")
+  config.batch_size = batch
+  return config
 
 
 def _tiny(size=8, classes=0, mixing=0.0):

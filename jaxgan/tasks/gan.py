@@ -236,6 +236,11 @@ class GANTask:
         spectral_norm=config.spectral_norm, num_classes=self.model_classes,
         conditional=self.conditional, dtype=compute_dtype(config),
         **dict(option("model_options")))
+    group = getattr(self.discriminator, "mbstd_group", None)
+    _check(group is None or config.batch_size % min(group, config.batch_size) == 0,
+           f"config.batch_size={config.batch_size} is neither a multiple of the discriminator's "
+           f"minibatch-std group ({group}) nor smaller than it: use such a batch, or set "
+           f"config.model_options.mbstd_group to a divisor of it.")
     _check(not self.pl_weight or hasattr(self.generator, "synthesize"),
            f"config.pl_weight (path length regularisation) needs a generator with a mapping "
            f"network (model=stylegan2); {model!r} has none: set --config.pl_weight=0.")
