@@ -9,7 +9,7 @@ import pytest
 from experiments.configs.dcgan import get_config
 from jaxgan import sharding
 from jaxgan.data import get_source
-from jaxgan.tasks.gan import GANTask
+from jaxgan.tasks.gan import GANTask, pixel_spread
 
 from conftest import MNIST_DIR, assert_adam_states_close, compiled
 
@@ -78,6 +78,19 @@ def test_discriminator_learns_a_fixed_real_batch(task):
   assert np.mean(losses[-4:]) < 0.85 * losses[0], losses
   assert np.mean([float(h["d_real"]) for h in history[-4:]]) > float(history[0]["d_real"])
   assert all(float(h["finite"]) == 1.0 for h in history)
+
+
+def test_pixel_spread_tells_a_collapsed_batch_from_real_digits(task):
+  """pixel_std_* is the per-pixel standard deviation over the batch, averaged:
+  0 for copies of one image, numpy's figure otherwise, and the step logs it
+  for its real batch (fakes: a value from G's own batch)."""
+  batch = _real_batch(16)
+  x = batch["image"]
+  assert float(pixel_spread(np.repeat(x[:1], 16, axis=0))) == pytest.approx(0.0, abs=1e-6)
+  np.testing.assert_allclose(float(pixel_spread(x)), np.std(x, axis=0).mean(), rtol=1e-5)
+  _, (metrics,) = _run(task, batch, jax.devices()[:1], 1)
+  np.testing.assert_allclose(metrics["pixel_std_real"], np.std(x, axis=0).mean(), rtol=1e-5)
+  assert 0.0 < float(metrics["pixel_std_fake"]) != float(metrics["pixel_std_real"])
 
 
 def test_step_is_deterministic_and_uses_fresh_noise(task):

@@ -43,7 +43,7 @@ def test_run_directory_and_resume(tmp_path):
   assert [r["step"] for r in records] == [2, 4]
   for r in records:
     assert r["images_per_sec"] > 0 and r["wall_time_s"] > 0
-    for key in ("d_loss", "g_loss", "d_real", "d_fake"):
+    for key in ("d_loss", "g_loss", "d_real", "d_fake", "pixel_std_real", "pixel_std_fake"):
       assert isinstance(r[key], float)
   assert 0.0 <= records[-1]["eval_d_real"] <= 1.0 and records[-1]["eval_d_loss"] > 0
   assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
