@@ -2,10 +2,12 @@
 
     python -m benchmarks.stylegan2_collapse --workdir runs/mq30-stylegan2-0 [--g_steps 100]
 
-Prints, for the live generator (and the average where it differs):
+Prints, for the live generator and the average:
 1. the spread (per-pixel standard deviation over 64 samples, averaged; the
-   measure the GAN step logs as `pixel_std_fake`) with G's fixed noise and
-   with fresh noise per sample, and with one z and fresh noise;
+   measure the GAN step logs as `pixel_std_fake`) with G's one fixed noise
+   image for every sample (noise_mode "const"), with independent noise per
+   sample ("random", what sampling and evaluation use), and with one z and
+   independent noise per sample (how much of the spread is the noise's);
 2. the learned noise strengths, w's standard deviation over z and the RMS of
    the mean w, and the style layers' kernel standard deviations;
 3. D's mean output on 16 real images of the run's training split and on 16
@@ -13,11 +15,7 @@ Prints, for the live generator (and the average where it differs):
    other batch's (how much D punishes a collapsed batch through that
    feature);
 4. `--g_steps` generator-only Adam steps (lr and betas of the run's config)
-   against the frozen D: D's output on the fakes and their spread every 10;
-5. with `--export PATH.npz`, `--num_samples` images of the averaged G with
-   fresh noise per sample (no style mixing), for `experiments.evaluate
-   --samples PATH.npz` (the project's sampling uses G's one fixed noise image
-   for every sample).
+   against the frozen D: D's output on the fakes and their spread every 10.
 The numbers in docs/results.md#mnist-stylegan2-collapse come from this.
 """
 
@@ -28,23 +26,26 @@ from unittest import mock
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from jaxgan import runs
 from jaxgan.data.base import DataError
-from jaxgan.evaluation.generators import export_samples
 from jaxgan.models import stylegan2
 from jaxgan.tasks.gan import pixel_spread
 
 
 def _spreads(task, variables, z):
   g = task.generator
-  noise = {"noise": jax.random.PRNGKey(3)}
-  fresh = lambda latents: jnp.clip(g.apply(variables, latents, True, rngs=noise,
-                                           mutable=["batch_stats"])[0], -1.0, 1.0)
-  return (float(pixel_spread(g.apply(variables, z, False))), float(pixel_spread(fresh(z))),
-          float(pixel_spread(fresh(jnp.broadcast_to(z[:1], z.shape)))))
+  ws = g.apply(variables, z, False, method=g.ws)
+  keys = jax.random.split(jax.random.PRNGKey(3), len(z))
+
+  def spread(mode, ws, keys=None):
+    images = g.clone(noise_mode=mode).apply(variables, ws, False, keys,
+                                            method=stylegan2.StyleGAN2Generator.synthesize)
+    return float(pixel_spread(jnp.clip(images, -1.0, 1.0)))
+
+  return (spread("const", ws), spread("random", ws, keys),
+          spread("random", jnp.broadcast_to(ws[:1], ws.shape), keys))
 
 
 def _mbstd_swap(task, state, real, fake):
@@ -104,28 +105,10 @@ def _g_only(task, state, steps: int, batch: int = 16):
       print(f"  G-only step {i:4d}: D(fake) {float(d_fake):+.2f}, spread {float(spread):.3f}")
 
 
-def _export_fresh_noise(task, state, path: str, num: int, seed: int = 0) -> None:
-  g = task.generator.clone(style_mixing=0.0)
-
-  @jax.jit
-  def draw(key):
-    k_z, k_noise = jax.random.split(key)
-    z = jax.random.normal(k_z, (100, task.g_latent_dim))
-    x = g.apply(state.g_ema, z, True, rngs={"noise": k_noise}, mutable=["batch_stats"])[0]
-    return jnp.clip(x, -1.0, 1.0)
-
-  images = [np.asarray(draw(jax.random.fold_in(jax.random.PRNGKey(seed), i)))
-            for i in range(-(-num // 100))]
-  export_samples(np.concatenate(images)[:num], path)
-  print(f"wrote {num} samples with fresh noise to {path}")
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", required=True, help="A stylegan2 / stylegan2_ada run.")
   parser.add_argument("--g_steps", type=int, default=100)
-  parser.add_argument("--export", help="Also write samples with fresh noise to this .npz.")
-  parser.add_argument("--num_samples", type=int, default=1000)
   args = parser.parse_args()
   try:
     run = runs.restore(args.workdir, expect="gan")
@@ -144,8 +127,8 @@ def main() -> None:
   print(f"spread of 64 real training images: {float(pixel_spread(real)):.3f}")
   for name, variables in (("live", live), ("average", state.g_ema)):
     fixed, fresh, one_z = _spreads(task, variables, z)
-    print(f"{name} G spread: fixed noise {fixed:.3f}, fresh noise {fresh:.3f}, "
-          f"one z with fresh noise {one_z:.3f}")
+    print(f"{name} G spread: fixed noise {fixed:.3f}, noise per sample {fresh:.3f}, "
+          f"one z with noise per sample {one_z:.3f}")
   g = task.generator
   w = g.apply(live, z, False, method=g.ws)[:, 0]
   print(f"w over z: standard deviation {float(jnp.mean(jnp.std(w, 0))):.3f}, "
@@ -164,8 +147,6 @@ def main() -> None:
   print(f"D(real) {own_r:+.2f} with its own feature, {swap_r:+.2f} with the fakes'; "
         f"D(fake) {own_f:+.2f} with its own, {swap_f:+.2f} with the real batch's")
   _g_only(task, state, args.g_steps)
-  if args.export:
-    _export_fresh_noise(task, state, args.export, args.num_samples)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ SAFE_TO_CHANGE = frozenset({
     "divergence_threshold",
     # A training-time budget (the loop's stop; 0: none): how long a run goes.
     "max_train_seconds",
+    # How StyleGAN2 samples outside training get their noise inputs: what the
+    # grids and evaluations show, not what training computes.
+    "model_options.noise_mode",
 })
 
 # Optimisation hyperparameters that change no shape of the train state (Adam
@@ -129,7 +132,7 @@ def config_differences(saved: dict, config) -> list[str]:
   added = {**ADDED_FIELDS, "task": infer_task(saved), **KIND_ADDED_FIELDS.get(kind, {})}
   old = {**{k: v for k, v in added.items() if k in new}, **_flatten(saved)}
   return sorted(k for k in old.keys() | new.keys()
-                if k.split(".")[0] not in SAFE_TO_CHANGE
+                if k.split(".")[0] not in SAFE_TO_CHANGE and k not in SAFE_TO_CHANGE
                 and _canonical(k, old.get(k, "<absent>")) != _canonical(k, new.get(k, "<absent>")))
 
 

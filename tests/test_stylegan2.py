@@ -239,7 +239,8 @@ def test_each_layer_takes_the_papers_w():
   assert ws.shape == (2, sg.num_ws(8), 16) and sg.num_ws(8) == 4
 
   def layers(w):
-    _, state = g.apply(variables, w, False, method=sg.StyleGAN2Generator.synthesize,
+    _, state = g.apply(variables, w, False, sg.latent_keys(z),
+                       method=sg.StyleGAN2Generator.synthesize,
                        capture_intermediates=True)
     inter = state["intermediates"]["synthesis"]
     names = ("b4_conv1", "b4_torgb", "b8_conv0", "b8_conv1", "b8_torgb")
@@ -269,7 +270,7 @@ def test_style_mixing_noise_and_the_running_mean_of_w():
   # w_avg moved from 0 towards the batch mean by 1 - 0.995.
   np.testing.assert_allclose(stats["batch_stats"]["mapping"]["w_avg"],
                              0.005 * jnp.mean(w[:, 0], axis=0), rtol=1e-4, atol=1e-7)
-  # Evaluation is deterministic (the fixed noise), training draws new noise.
+  # Evaluation is deterministic, training draws new noise.
   a = g.apply(variables, z[:4], train=False)
   np.testing.assert_array_equal(a, g.apply(variables, z[:4], train=False))
   train = lambda k: g.apply(variables, z[:4], train=True, rngs={"noise": k},
@@ -277,6 +278,88 @@ def test_style_mixing_noise_and_the_running_mean_of_w():
   variables = jax.tree_util.tree_map_with_path(
       lambda p, v: v + 1.0 if "noise_strength" in jax.tree_util.keystr(p) else v, variables)
   assert not np.allclose(train(jax.random.PRNGKey(3)), train(jax.random.PRNGKey(4)))
+
+
+def _noisy(variables, strength=1.0):
+  return jax.tree_util.tree_map_with_path(
+      lambda p, v: v + strength if "noise_strength" in jax.tree_util.keystr(p) else v,
+      variables)
+
+
+def test_latent_keys_depend_on_each_row_alone():
+  z = jax.random.normal(jax.random.PRNGKey(0), (5, 16))
+  keys = np.asarray(sg.latent_keys(z))
+  assert keys.shape == (5, 2) and len({tuple(k) for k in keys}) == 5
+  np.testing.assert_array_equal(keys[3], sg.latent_keys(z[3:4])[0])
+  np.testing.assert_array_equal(keys[::-1], sg.latent_keys(z[::-1]))
+  # One coordinate one float step away is another key.
+  nudged = z.at[2, 7].set(jnp.nextafter(z[2, 7], jnp.inf))
+  assert tuple(np.asarray(sg.latent_keys(nudged))[2]) != tuple(keys[2])
+
+
+def test_noise_modes_outside_training():
+  """"random": each sample's noise drawn from its key, layer i from
+  fold_in(key, i) (checked by handing the same images to "const" as its
+  fixed noise), so a sample is a function of its z wherever it sits;
+  "const": one noise image for all; "none": no noise."""
+  g, _ = _tiny()
+  z = jax.random.normal(jax.random.PRNGKey(0), (4, 16))
+  variables = _noisy(g.init(jax.random.PRNGKey(1), z, train=False))
+  ws = g.apply(variables, z, False, method=sg.StyleGAN2Generator.ws)
+  same_ws = jnp.broadcast_to(ws[:1], ws.shape)
+  synth = lambda mode, v, w, keys=None: g.clone(noise_mode=mode).apply(
+      v, w, False, keys, method=sg.StyleGAN2Generator.synthesize)
+  keys = jax.random.split(jax.random.PRNGKey(2), 4)
+  random = synth("random", variables, same_ws, keys)
+  assert all(not np.allclose(random[0], random[i], atol=1e-3) for i in (1, 2, 3))
+  const = synth("const", variables, same_ws)
+  np.testing.assert_allclose(const, jnp.broadcast_to(const[:1], const.shape), atol=1e-6)
+  # Row 1's noise, layer by layer, given to "const" as its fixed noise.
+  layers = ["b4_conv1", "b8_conv0", "b8_conv1"]
+  stats = variables["batch_stats"]["synthesis"]
+  assert sorted(k for k in stats if "noise_const" in stats[k]) == layers
+  sized = {n: stats[n]["noise_const"].shape for n in layers}
+  row1 = {n: {"noise_const": jax.random.normal(jax.random.fold_in(keys[1], i), sized[n])}
+          for i, n in enumerate(layers)}
+  as_const = {**variables, "batch_stats": {**variables["batch_stats"], "synthesis": row1}}
+  np.testing.assert_allclose(synth("const", as_const, same_ws[:1]), random[1:2], atol=1e-5)
+  silent = {n: {"noise_const": jnp.zeros(sized[n])} for n in layers}
+  silent = {**variables, "batch_stats": {**variables["batch_stats"], "synthesis": silent}}
+  np.testing.assert_allclose(synth("none", variables, ws), synth("const", silent, ws),
+                             atol=1e-6)
+  # Through the generator: the default is "random", keyed by z's rows.
+  images = g.apply(variables, z, train=False)
+  assert g.noise_mode == "random"
+  for i in range(4):
+    np.testing.assert_allclose(images[i], g.apply(variables, z[i:i + 1], train=False)[0],
+                               atol=1e-5)
+  np.testing.assert_allclose(images[::-1], g.apply(variables, z[::-1], train=False),
+                             atol=1e-5)
+  assert not np.allclose(images, g.clone(noise_mode="const").apply(variables, z, train=False),
+                         atol=1e-3)
+  with pytest.raises(ValueError, match="needs one noise key per sample"):
+    synth("random", variables, ws)
+  with pytest.raises(ValueError, match="noise_mode must be one of random, const, none; "
+                     "got 'fresh'"):
+    make_gan("stylegan2", 8, 3, ngf=8, ndf=8, d_normalization=None, spectral_norm=False,
+             num_classes=0, conditional="", noise_mode="fresh")
+
+
+def test_evaluation_samples_get_noise_per_sample_on_any_number_of_devices():
+  """`generate` on a run whose noise matters: the samples differ with
+  noise_mode (the preset's "random" against "const"), and are the same on 1
+  device and on 8 (one sample each)."""
+  from jaxgan import sharding
+  config = _tiny_preset("stylegan2")
+  task = GANTask(config, (8, 8, 1))
+  state = task.init_state(jax.random.PRNGKey(0))
+  state = state.replace(g_ema=_noisy(state.g_ema, 0.5))
+  one = sharding.make_mesh(jax.devices()[:1])
+  eight = generate(task, state, 8, seed=0)
+  np.testing.assert_allclose(eight, generate(task, state, 8, seed=0, mesh=one), atol=1e-5)
+  config.model_options.noise_mode = "const"
+  const_task = GANTask(config, (8, 8, 1))
+  assert not np.allclose(eight, generate(const_task, state, 8, seed=0), atol=1e-3)
 
 
 def test_truncation_psi_pulls_w_to_its_mean():
@@ -364,3 +447,14 @@ def test_gan_runs_saved_before_these_fields_still_resume_and_build():
   old = ml_collections.ConfigDict(saved)
   task = GANTask(old, (28, 28, 1))
   assert not task.ada_on and not task.pl_weight and task.truncation == "latent"
+  # A StyleGAN2 run saved before noise_mode resumes with today's preset, and
+  # a resume may switch the mode (it changes samples, not training).
+  new = gan_configs.get_config("stylegan2")
+  saved = provenance.config_dict(new)
+  saved["model_options"].pop("noise_mode")
+  assert provenance.config_differences(saved, new) == []
+  new.model_options.noise_mode = "const"
+  assert provenance.config_differences(saved, new) == []
+  new.model_options.style_mixing = 0.5
+  assert provenance.config_differences(saved, new) == ["model_options.style_mixing"]
+  assert GANTask(ml_collections.ConfigDict(saved), (32, 32, 1)).generator.noise_mode == "random"

@@ -115,9 +115,11 @@ def base() -> ml_collections.ConfigDict:
   # jaxgan/models/stylegan2.py).
   config.model = "dcgan"
   # The architecture's own options (keyword arguments of its factory in
-  # jaxgan/models/registry.py), e.g. stylegan2's mapping_layers and
-  # style_mixing: --config.model_options.style_mixing=0.9, or a whole dict for
-  # a preset that sets none: --config.model_options="{'mapping_layers': 2}".
+  # jaxgan/models/registry.py), e.g. stylegan2's mapping_layers, style_mixing
+  # and noise_mode (samples' noise inputs: "random" per sample, the default;
+  # "const", one fixed image; "none"): --config.model_options.style_mixing=0.9,
+  # or a whole dict for a preset that sets none:
+  # --config.model_options="{'mapping_layers': 2}".
   config.model_options = ml_collections.ConfigDict()
   config.latent_dim = 100
   # Widths: Radford's base widths (the 28x28 model's smallest), the SNGAN
@@ -300,7 +302,8 @@ def _stylegan2(config):
   config.latent_dim = 512
   config.ngf = config.ndf = 256
   config.model_options = ml_collections.ConfigDict({"mapping_layers": 8,
-                                                     "style_mixing": 0.9})
+                                                     "style_mixing": 0.9,
+                                                     "noise_mode": "random"})
   config.gan_loss = "ns"
   config.r1_gamma, config.r1_every = 0.01, 16
   config.pl_weight, config.pl_every = 2.0, 4
@@ -313,7 +316,8 @@ def _stylegan2_ada(config):
   _stylegan2(config)
   config.ngf = config.ndf = 512
   config.model_options = ml_collections.ConfigDict({"mapping_layers": 2, "style_mixing": 0.0,
-                                                     "mbstd_group": 32})
+                                                     "mbstd_group": 32,
+                                                     "noise_mode": "random"})
   config.pl_weight = 0.0
   config.ema_decay = _half_life_decay(config.batch_size, 500)
   config.ada_target, config.ada_p = 0.6, 0.0

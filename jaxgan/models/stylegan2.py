@@ -46,6 +46,7 @@ configuration is ngf = ndf = 512, two mapping layers, no style mixing.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import flax.linen as nn
@@ -201,25 +202,55 @@ class ModulatedConv(nn.Module):
     return modulated_conv(x.astype(self.dtype), kernel, styles, self.demodulate)
 
 
+NOISE_MODES = ("random", "const", "none")
+_NOISE_KEY_SEED = 1_000_003  # the base key that latent_keys folds each latent's bits into
+
+
+def latent_keys(z: jax.Array) -> jax.Array:
+  """One PRNG key per row of z [B, D]: the bits of the row's D numbers folded
+  in turn into a fixed key, so a sample's key depends on its latent alone,
+  not on its batch, its place in the batch or the devices (what lets noise
+  drawn from it keep sampling a function of z)."""
+  bits = jax.lax.bitcast_convert_type(z.astype(jnp.float32), jnp.uint32)
+  base = jax.random.PRNGKey(_NOISE_KEY_SEED)
+
+  def fold(row):
+    return jax.lax.scan(lambda k, b: (jax.random.fold_in(k, b), None), base, row)[0]
+
+  return jax.vmap(fold)(bits)
+
+
 class SynthesisLayer(nn.Module):
   """Modulated conv, per-pixel noise (learned strength), bias, leaky ReLU.
-  Training draws fresh noise from the "noise" rng; otherwise a fixed noise
-  image drawn at initialisation (kept in `batch_stats`) is used, so sampling
-  is deterministic."""
+  Training draws fresh noise from the "noise" rng. Otherwise `noise_mode`
+  (StyleGAN2-ADA's): "random", noise per sample from that sample's key in
+  `noise_keys` ([B] keys, e.g. `latent_keys(z)`, folded with the layer's
+  index), what the papers' metrics use; "const", one fixed noise image drawn
+  at initialisation (kept in `batch_stats`) for every sample; "none", no
+  noise."""
   features: int
   up: bool = False
+  noise_mode: str = "random"
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, w: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, w: jax.Array, train: bool,
+               noise_keys: jax.Array | None = None) -> jax.Array:
     y = ModulatedConv(self.features, 3, up=self.up, dtype=self.dtype)(x, w)
     b, h, wd, _ = y.shape
     const = self.variable("batch_stats", "noise_const",
                           lambda: jax.random.normal(self.make_rng("params"), (h, wd, 1)))
     if train:
       noise = jax.random.normal(self.make_rng("noise"), (b, h, wd, 1))
-    else:
+    elif self.noise_mode == "random":
+      if noise_keys is None:
+        raise ValueError("noise_mode 'random' outside training needs one noise key per "
+                         "sample (noise_keys, e.g. latent_keys(z)); or use noise_mode 'const'.")
+      noise = jax.vmap(lambda k: jax.random.normal(k, (h, wd, 1)))(noise_keys)
+    elif self.noise_mode == "const":
       noise = jnp.broadcast_to(const.value[None], (b, h, wd, 1))
+    else:
+      noise = jnp.zeros((b, h, wd, 1))
     strength = self.param("noise_strength", nn.initializers.zeros_init(), ())
     y = y + (noise * strength).astype(y.dtype)
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
@@ -264,32 +295,44 @@ class MappingNetwork(nn.Module):
 
 
 class SynthesisNetwork(nn.Module):
-  """ws [B, num_ws, w_dim] -> images [B, size, size, channels] in about [-1, 1]."""
+  """ws [B, num_ws, w_dim] -> images [B, size, size, channels] in about [-1, 1]
+  (`noise_mode` and `noise_keys`: `SynthesisLayer`'s; layer i draws from
+  fold_in(key, i))."""
   image_size: int
   channels: int
   channel_max: int
+  noise_mode: str = "random"
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, ws: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, ws: jax.Array, train: bool,
+               noise_keys: jax.Array | None = None) -> jax.Array:
     # The papers' indexing: the convolutions take ws 0, 1, 2, ... in order,
     # and each block's ToRGB the w after its last convolution (the next
     # block's first): 4x4 conv1 w0, ToRGB w1; 8x8 conv0 w1, conv1 w2, ToRGB
     # w3; ...; the last ToRGB the last w.
     b = ws.shape[0]
     img = x = None
+    layer_index = itertools.count()
+
+    def keys():
+      if noise_keys is None:
+        return None
+      i = next(layer_index)
+      return jax.vmap(lambda k: jax.random.fold_in(k, i))(noise_keys)
+
+    layer = lambda name, c, up=False: SynthesisLayer(c, up=up, noise_mode=self.noise_mode,
+                                                     dtype=self.dtype, name=name)
     for res in _resolutions(self.image_size):
       c = channels_at(res, self.channel_max)
       if res == 4:
         const = self.param("const", nn.initializers.normal(1.0), (4, 4, c))
         x = jnp.broadcast_to(const[None], (b, 4, 4, c)).astype(self.dtype)
-        x = SynthesisLayer(c, dtype=self.dtype, name="b4_conv1")(x, ws[:, 0], train)
+        x = layer("b4_conv1", c)(x, ws[:, 0], train, keys())
         w_idx = 1
       else:
-        x = SynthesisLayer(c, up=True, dtype=self.dtype, name=f"b{res}_conv0")(
-            x, ws[:, w_idx], train)
-        x = SynthesisLayer(c, dtype=self.dtype, name=f"b{res}_conv1")(x, ws[:, w_idx + 1],
-                                                                       train)
+        x = layer(f"b{res}_conv0", c, up=True)(x, ws[:, w_idx], train, keys())
+        x = layer(f"b{res}_conv1", c)(x, ws[:, w_idx + 1], train, keys())
         w_idx += 2
       y = ToRGB(self.channels, dtype=self.dtype, name=f"b{res}_torgb")(x, ws[:, w_idx])
       img = y if img is None else upsample2(img) + y
@@ -301,7 +344,12 @@ class StyleGAN2Generator(nn.Module):
   training the synthesis output as it is (about [-1, 1]), otherwise clipped
   to [-1, 1], as the papers' samples are when converted to pixels.
   `truncation_psi` < 1 pulls every w towards `w_avg`
-  (the truncation trick; 1 = none)."""
+  (the truncation trick; 1 = none). `noise_mode` outside training (see
+  `SynthesisLayer`): "random" (default; StyleGAN2-ADA's metrics) draws each
+  sample's noise inputs from a key made of its z (`latent_keys`), so a
+  sample stays a function of its z (and labels) while samples get
+  independent noise; "const" gives every sample the same fixed noise images
+  (StyleGAN2-ADA's generate.py default); "none" no noise."""
   image_size: int = 32
   channels: int = 3
   channel_max: int = 512
@@ -309,13 +357,14 @@ class StyleGAN2Generator(nn.Module):
   style_mixing: float = 0.9
   num_classes: int = 0
   truncation_psi: float = 1.0
+  noise_mode: str = "random"
   dtype: jnp.dtype = jnp.float32
 
   def setup(self):
     self.mapping = MappingNetwork(self.mapping_layers, self.num_classes,
                                   dtype=self.dtype)
     self.synthesis = SynthesisNetwork(self.image_size, self.channels, self.channel_max,
-                                      dtype=self.dtype)
+                                      noise_mode=self.noise_mode, dtype=self.dtype)
 
   def ws(self, z: jax.Array, train: bool, labels: jax.Array | None = None) -> jax.Array:
     """The per-layer ws [B, num_ws, w_dim]: mapped, style-mixed in training
@@ -338,12 +387,15 @@ class StyleGAN2Generator(nn.Module):
       ws = w_avg + self.truncation_psi * (ws - w_avg)
     return ws
 
-  def synthesize(self, ws: jax.Array, train: bool) -> jax.Array:
-    """Images (unclipped) from ws."""
-    return self.synthesis(ws, train)
+  def synthesize(self, ws: jax.Array, train: bool,
+                 noise_keys: jax.Array | None = None) -> jax.Array:
+    """Images (unclipped) from ws; `noise_keys` [B] for noise_mode "random"
+    outside training."""
+    return self.synthesis(ws, train, noise_keys)
 
   def __call__(self, z: jax.Array, train: bool, labels: jax.Array | None = None) -> jax.Array:
-    x = self.synthesize(self.ws(z, train, labels), train)
+    keys = latent_keys(z) if not train and self.noise_mode == "random" else None
+    x = self.synthesize(self.ws(z, train, labels), train, keys)
     # Training shows D the raw output (clipping would stop G's gradient at
     # every saturated pixel); samples are clipped to the image range.
     return x if train else jnp.clip(x, -1.0, 1.0)
@@ -434,13 +486,16 @@ def make_stylegan2(image_size: int, channels: int, *, ngf: int = 512, ndf: int =
                    d_normalization: str | None = None, spectral_norm: bool = False,
                    num_classes: int = 0, conditional: str = "", dtype=jnp.float32,
                    mapping_layers: int = 8, style_mixing: float = 0.9,
-                   mbstd_group: int = 4) -> tuple[nn.Module, nn.Module]:
+                   mbstd_group: int = 4, noise_mode: str = "random"
+                   ) -> tuple[nn.Module, nn.Module]:
   """The StyleGAN2 (generator, discriminator) pair: `ngf` / `ndf` are the
   widths (channel_max) of G and D; w has z's size (config.latent_dim);
   `mapping_layers` and `style_mixing` (probability) the mapping network's;
   `mbstd_group` D's minibatch standard deviation group (config F's 4, the
   ADA paper's CIFAR-10 configuration 32; a batch smaller than it is one
-  group, and must otherwise be a multiple of it).
+  group, and must otherwise be a multiple of it); `noise_mode` how samples
+  outside training get their noise inputs ("random": independent per sample,
+  a function of z; "const": G's one fixed noise image; "none").
   No spectral normalisation or D normalisation layers (the papers use
   equalized learning rate and R1)."""
   if d_normalization not in (None, "none"):
@@ -458,9 +513,12 @@ def make_stylegan2(image_size: int, channels: int, *, ngf: int = 512, ndf: int =
     raise ValueError(f"mapping_layers must be an integer >= 1; got {mapping_layers!r}.")
   if not (isinstance(mbstd_group, int) and mbstd_group >= 1):
     raise ValueError(f"mbstd_group must be an integer >= 1; got {mbstd_group!r}.")
+  if noise_mode not in NOISE_MODES:
+    raise ValueError(f"noise_mode must be one of {', '.join(NOISE_MODES)}; got {noise_mode!r}.")
   _resolutions(image_size)
   return (StyleGAN2Generator(image_size=image_size, channels=channels, channel_max=ngf,
                              mapping_layers=mapping_layers, style_mixing=style_mixing,
+                             noise_mode=noise_mode,
                              num_classes=num_classes if conditional else 0, dtype=dtype),
           StyleGAN2Discriminator(image_size=image_size, channel_max=ndf, mbstd_group=mbstd_group,
                                  num_classes=num_classes, conditional=conditional, dtype=dtype))
