@@ -252,6 +252,28 @@ def test_samples_written_elsewhere_score_like_the_run(runs, tmp_path):
     evaluation.load_samples(str(tmp_path))
 
 
+def test_protocol_records_stylegan2_noise_inputs(runs, tmp_path):
+  """A StyleGAN2 run's evaluation says how its samples got their noise
+  inputs (per sample by default); a DCGAN's, having none, does not."""
+  from experiments import gan as gan_experiment
+  from experiments.configs import gan as gan_configs
+  clf_dir, gan_dir = runs
+  extractor = run_lib.extractor(clf_dir)
+  config = gan_configs.get_config("stylegan2")
+  config.update(dict(dataset="digits", image_size=8, ngf=8, ndf=8, latent_dim=16,
+                     batch_size=8, num_train_steps=1, log_every_steps=1,
+                     sample_every_steps=1, checkpoint_every_steps=1, eval_every_steps=0,
+                     num_sample_images=4))
+  config.model_options.mapping_layers = 1
+  gan_experiment.train_and_evaluate(config, str(tmp_path / "sg2"))
+  sg2 = evaluation.evaluate_generator(run_lib.restore(str(tmp_path / "sg2"), expect="gan"),
+                                      extractor, split="test[:40]")
+  assert sg2["protocol"]["generated"].endswith(", noise inputs 'random'")
+  plain = evaluation.evaluate_generator(run_lib.restore(gan_dir, expect="gan"), extractor,
+                                        split="test[:40]")
+  assert "noise" not in plain["protocol"]["generated"]
+
+
 def test_sampling_and_features_split_over_eight_devices_equal_one_devices(runs, num_devices):
   """generate and the classifier's feature extraction (the Inception
   extractor shares `_in_batches`) with each batch's rows split over the 8

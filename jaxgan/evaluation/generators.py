@@ -170,6 +170,8 @@ def evaluate_generator(run, extractor, split: str | None = None,
               + ("" if not truncation else f", w truncated with psi {truncation}"
                  if task.truncation == "w" else
                  f", latents truncated to [-{truncation}, {truncation}]"))
+    if hasattr(task.generator, "noise_mode"):  # StyleGAN2's noise inputs
+      source += f", noise inputs {task.generator.noise_mode!r}"
   writes = jax.process_index() == 0  # every process computes, process 0 writes
   if export and writes:
     export_samples(fake, export)
