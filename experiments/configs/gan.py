@@ -95,7 +95,7 @@ images'; batch 16 alone 0.44x; docs/results.md#cifar10-equal-time).
 Small grayscale data on a CPU: `cluster_projection` with the same three
 fields (on MNIST, 1.34-1.49x the real-vs-real FID in 5 minutes, against
 4.6-5.1x for the preset; 1.10-1.11x in 30 minutes, where `hinge_sn`, the
-best plain preset, reaches 2.3-2.4x; docs/results.md#mnist-equal-time-small).
+best plain preset, reaches 2.1-2.4x; docs/results.md#mnist-equal-time-small).
 """
 
 import ml_collections
