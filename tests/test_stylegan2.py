@@ -147,13 +147,18 @@ def _tiny(size=8, classes=0, mixing=0.0):
                   style_mixing=mixing)
 
 
+def _noisy(variables, strength=1.0):
+  """Noise strengths moved away from 0, so the noise inputs matter."""
+  return jax.tree_util.tree_map_with_path(
+      lambda p, v: v + strength if "noise_strength" in jax.tree_util.keystr(p) else v,
+      variables)
+
+
 def test_path_length_penalty_against_the_explicit_jacobian():
   g, _ = _tiny()
   z = jax.random.normal(jax.random.PRNGKey(0), (2, 8))
   variables = g.init(jax.random.PRNGKey(1), z, train=False)
-  # Noise strengths away from 0, so the noise inputs matter.
-  variables = jax.tree_util.tree_map_with_path(
-      lambda p, v: v + 0.3 if "noise_strength" in jax.tree_util.keystr(p) else v, variables)
+  variables = _noisy(variables, 0.3)
   key = jax.random.PRNGKey(2)
   penalty, (new_mean, mean_length) = sg.path_length_penalty(g, variables, z, None,
                                                             jnp.asarray(0.5), key)
@@ -275,15 +280,8 @@ def test_style_mixing_noise_and_the_running_mean_of_w():
   np.testing.assert_array_equal(a, g.apply(variables, z[:4], train=False))
   train = lambda k: g.apply(variables, z[:4], train=True, rngs={"noise": k},
                             mutable=["batch_stats"])[0]
-  variables = jax.tree_util.tree_map_with_path(
-      lambda p, v: v + 1.0 if "noise_strength" in jax.tree_util.keystr(p) else v, variables)
+  variables = _noisy(variables)
   assert not np.allclose(train(jax.random.PRNGKey(3)), train(jax.random.PRNGKey(4)))
-
-
-def _noisy(variables, strength=1.0):
-  return jax.tree_util.tree_map_with_path(
-      lambda p, v: v + strength if "noise_strength" in jax.tree_util.keystr(p) else v,
-      variables)
 
 
 def test_latent_keys_depend_on_each_row_alone():
