@@ -1,6 +1,7 @@
 """The GAN family: objectives, gradient penalties through the custom layers,
 spectral normalisation, DiffAugment, n_critic, presets and config errors."""
 
+import json
 import os
 import subprocess
 import sys
@@ -314,6 +315,73 @@ def test_wgan_gp_trains_resumes_bitwise_with_n_critic(tmp_path):
   assert "eval_w_distance" in record
 
 
+# -- top-k training ------------------------------------------------------------------------
+
+def test_topk_keeps_the_fakes_d_scores_highest_by_hand():
+  fake = jnp.array([0.5, -2.0, 1.0, 0.3, 1.0, -0.1, 2.0, 0.0])
+  keep = lambda fraction: np.asarray(objectives.topk_weights(fake, fraction))
+  np.testing.assert_array_equal(keep(0.5), [1, 0, 1, 0, 1, 0, 1, 0])  # 2.0, 1.0, 1.0, 0.5
+  np.testing.assert_array_equal(keep(0.25), [0, 0, 1, 0, 0, 0, 1, 0])  # a tie: the first 1.0
+  np.testing.assert_array_equal(keep(0.01), [0, 0, 0, 0, 0, 0, 1, 0])  # never fewer than one
+  np.testing.assert_array_equal(keep(1.0), np.ones(8))
+  # The weighted hinge loss of G is the mean over the kept fakes, its gradient 1/k on them.
+  loss = lambda f: objectives.hinge(jnp.zeros(8), f, objectives.topk_weights(f, 0.5)).g_loss
+  np.testing.assert_allclose(float(loss(fake)), -(2.0 + 1.0 + 1.0 + 0.5) / 4, rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(jax.grad(loss)(fake)), -keep(0.5) / 4, rtol=1e-6)
+  # The kept fraction: gamma per epoch from 1, floored at nu.
+  fraction = lambda seen: float(objectives.topk_fraction(seen, 1000, 0.5, 0.9))
+  assert fraction(0) == 1.0
+  np.testing.assert_allclose(fraction(2000), 0.81, rtol=1e-6)
+  np.testing.assert_allclose(fraction(500), 0.9 ** 0.5, rtol=1e-6)
+  assert fraction(10**6) == 0.5
+
+
+def test_topk_step_drops_the_worst_fakes_from_gs_loss_only(monkeypatch):
+  """Late in training (the fraction at its floor) the step's G loss is the
+  objective weighted by the k fakes D scores highest; D's update is the
+  plain step's, G's is not."""
+  config = _config("hinge_sn", g_topk=0.25, g_topk_decay=0.5, **TINY_DCGAN)
+  task = GANTask(config, (16, 16, 1), num_train_examples=64)
+  plain = GANTask(_config("hinge_sn", **TINY_DCGAN), (16, 16, 1))
+  state = task.init_state(jax.random.PRNGKey(0)).replace(step=jnp.int32(40))  # 10 epochs
+  batch = {"image": normal((16, 16, 16, 1)), "label": jnp.zeros(16, jnp.int32)}
+  calls = []  # (D's outputs on the fakes, weights) of each weighted call: G's top-k loss
+
+  def objective(real, fake, weights=None):
+    if weights is not None:
+      jax.debug.callback(lambda *a: calls.append([np.asarray(x) for x in a]), fake, weights)
+    return objectives.hinge(real, fake, weights)
+
+  monkeypatch.setattr(task, "objective", objective)
+  new, metrics = jax.jit(task.train_step)(state, batch)
+  assert len(calls) == 1
+  fake, weights = calls[0]
+  assert float(metrics["g_topk_fraction"]) == 0.25
+  np.testing.assert_array_equal(np.asarray(weights), np.asarray(objectives.topk_weights(fake, 0.25)))
+  assert int(np.sum(weights)) == 4 and float(np.min(fake[weights > 0])) >= float(
+      np.max(fake[weights == 0]))
+  ref, ref_metrics = jax.jit(plain.train_step)(state, batch)
+  assert "g_topk_fraction" not in ref_metrics
+  same = jax.tree.map(lambda a, b: np.allclose(a, b, atol=1e-6), new.d.params, ref.d.params)
+  assert all(jax.tree.leaves(same))
+  moved = jax.tree.map(lambda a, b: not np.allclose(a, b, atol=1e-6), new.g.params, ref.g.params)
+  assert any(jax.tree.leaves(moved))
+
+
+def test_topk_through_the_loop_logs_its_fraction(tmp_path):
+  """make_task passes the training split's size: the logged fraction is
+  max(nu, gamma ** (images seen / split size)) at each step."""
+  workdir = str(tmp_path / "topk")
+  gan_experiment.train_and_evaluate(_loop_config("hinge_sn", g_topk=0.5, g_topk_decay=0.01),
+                                    workdir)
+  with open(os.path.join(workdir, "data.json")) as f:
+    n = json.load(f)["num_train_examples"]
+  records = read_metrics(workdir)
+  for r in records:
+    want = max(0.5, 0.01 ** ((r["step"] - 1) * 16 / n))
+    np.testing.assert_allclose(r["g_topk_fraction"], want, rtol=1e-5)
+
+
 # -- errors -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("overrides, message", [
@@ -326,6 +394,9 @@ def test_wgan_gp_trains_resumes_bitwise_with_n_critic(tmp_path):
      "uses BatchNorm.*d_normalization=layer"),
     (dict(d_normalization="group", **TINY_DCGAN), "Unknown config.d_normalization 'group'"),
     (dict(d_normalization="layer"), "the 28x28 discriminator has no normalisation"),
+    (dict(g_topk=0.0), "config.g_topk .* must be in"),
+    (dict(g_topk_decay=1.5), "config.g_topk .* must be in"),
+    (dict(g_topk=0.5), "Top-k training .* counts epochs: build the task with"),
 ])
 def test_bad_names_and_combinations_are_clear_errors(overrides, message):
   config = _config(**overrides)

@@ -27,9 +27,11 @@ def _real_batch(n: int) -> dict:
           "label": np.zeros((n,), np.int32)}
 
 
-def _run(task, batch, devices, num_steps):
+def _run(task, batch, devices, num_steps, start_step=0):
   mesh, init, step = compiled(task, tuple(devices))
   state = init(jax.random.PRNGKey(0))
+  if start_step:
+    state = state.replace(step=jax.device_put(np.int32(start_step), sharding.replicated(mesh)))
   global_batch = sharding.to_global_batch(batch, mesh)
   history = []
   for _ in range(num_steps):
@@ -45,7 +47,16 @@ def task():
   return GANTask(config, (28, 28, 1))
 
 
-def test_eight_devices_match_one_device(task, num_devices):
+def _topk_task():
+  """The task with top-k training: kept fraction 0.5 from the first epoch on."""
+  config = get_config()
+  config.batch_size = 16
+  config.g_topk, config.g_topk_decay = 0.5, 0.01
+  return GANTask(config, (28, 28, 1), num_train_examples=16)
+
+
+@pytest.mark.parametrize("which", ["plain", "topk"])
+def test_eight_devices_match_one_device(task, num_devices, which):
   """One step on 8 devices (batch split 2 per device, BatchNorm statistics
   over the global batch) equals the step on 1 device.
 
@@ -54,13 +65,18 @@ def test_eight_devices_match_one_device(task, num_devices):
   lr * g / |g|, so a gradient entry that is ~0 can change sign with the
   summation order; every parameter must be within 2 * lr and all but 1 in
   10^4 within 1e-6.
+
+  The top-k variant ranks D's scores over the global batch: 8 of its 16
+  fakes count in G's loss on either mesh.
   """
   batch = _real_batch(16)
-  s1, (m1,) = _run(task, batch, jax.devices()[:1], 1)
-  s8, (m8,) = _run(task, batch, jax.devices(), 1)
+  task, start = (task, 0) if which == "plain" else (_topk_task(), 3)
+  s1, (m1,) = _run(task, batch, jax.devices()[:1], 1, start)
+  s8, (m8,) = _run(task, batch, jax.devices(), 1, start)
   for k in m1:
     np.testing.assert_allclose(m8[k], m1[k], rtol=1e-5, err_msg=k)
-  assert int(s8.step) == int(s1.step) == 1
+  assert int(s8.step) == int(s1.step) == start + 1
+  assert which == "plain" or float(m8["g_topk_fraction"]) == 0.5
   stats = lambda s: jax.tree.leaves((s.g.opt_state, s.d.opt_state, s.g.batch_stats,
                                      s.d.batch_stats))
   params = lambda s: jax.tree.leaves((s.g.params, s.d.params))

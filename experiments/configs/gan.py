@@ -170,6 +170,13 @@ def base() -> ml_collections.ConfigDict:
   config.ada_pipeline = "bgc"
   config.ada_interval = 4
   config.ada_kimg = 500.0
+  # Top-k training (Sinha et al. 2020, "Top-k Training of GANs"): G's
+  # adversarial loss keeps only the k fakes D scores as most real, k = B *
+  # max(g_topk, g_topk_decay ** epochs), epochs counted in training images
+  # seen (continuously). g_topk is their nu (the smallest fraction kept; 1.0
+  # is off, 0.5 theirs), g_topk_decay their gamma (0.99 per epoch).
+  config.g_topk = 1.0
+  config.g_topk_decay = 0.99
 
   # Optimisation: Adam for each network (separate rates and betas: TTUR).
   config.num_train_steps = 3000  # generator updates

@@ -3,7 +3,7 @@
 Each objective maps D's outputs on a real and a fake batch (one value per
 image, shape [batch]) to `Losses(d_loss, g_loss, metrics)`, all float32
 scalars: means over the batch, or weighted means with `weights` (the eval
-split's padding mask). The train step and the eval step call the same
+split's padding mask; top-k training's kept fakes, `topk_weights`). The train step and the eval step call the same
 function. The generator update uses `g_loss` of D's outputs on its fakes; no
 objective here reads the real outputs for it (a relativistic one would).
 
@@ -96,6 +96,26 @@ OBJECTIVES: dict[str, Callable[..., Losses]] = {
     "hinge": hinge,
     "wasserstein": wasserstein,
 }
+
+
+def topk_fraction(images_seen, epoch_images: int, nu: float, gamma: float) -> jax.Array:
+  """The fraction of fakes top-k training keeps (Sinha et al. 2020): gamma
+  per epoch from 1, never below nu; `images_seen / epoch_images` epochs
+  (counted continuously rather than at epoch ends)."""
+  epochs = jnp.asarray(images_seen, jnp.float32) / float(epoch_images)
+  return jnp.maximum(jnp.float32(nu), jnp.float32(gamma) ** epochs)
+
+
+def topk_weights(fake: jax.Array, fraction) -> jax.Array:
+  """Weights [batch] that keep the k = max(1, floor(fraction * batch))
+  fakes D scores highest (the most realistic; ties broken by position) and
+  drop the rest: the generator's loss as a weighted mean over them is top-k
+  training's (Sinha et al. 2020, "Top-k Training of GANs: Improving GAN
+  Performance by Throwing Away Bad Samples")."""
+  n = fake.shape[0]
+  k = jnp.maximum(1, jnp.floor(jnp.asarray(fraction, jnp.float32) * n + 1e-4)).astype(jnp.int32)
+  rank = jnp.argsort(jnp.argsort(-jax.lax.stop_gradient(fake), stable=True), stable=True)
+  return (rank < k).astype(jnp.float32)
 
 
 def get(name: str) -> Callable[..., Losses]:

@@ -168,7 +168,7 @@ class GANTask:
   coordinate picks the cluster)."""
 
   def __init__(self, config, image_shape: tuple[int, int, int], num_classes: int = 0,
-               clusters: dict | None = None):
+               clusters: dict | None = None, num_train_examples: int = 0):
     missing = [f for f in FAMILY_FIELDS if f not in config]
     _check(not missing, f"The GAN config lacks {', '.join(missing)}: it predates the GAN "
            "family (runs made before it cannot be resumed or evaluated by this version; "
@@ -212,6 +212,14 @@ class GANTask:
     self.ada_pipeline = ada.check_pipeline(option("ada_pipeline"))
     self.ada_interval, self.ada_kimg = option("ada_interval"), float(option("ada_kimg"))
     self.ada_on = self.ada_target > 0 or self.ada_p > 0
+    self.topk, self.topk_decay = float(option("g_topk")), float(option("g_topk_decay"))
+    self.epoch_images = num_train_examples
+    _check(0.0 < self.topk <= 1.0 and 0.0 < self.topk_decay <= 1.0,
+           f"config.g_topk (the smallest fraction of fakes top-k training keeps; 1.0 is off) "
+           f"and config.g_topk_decay must be in (0, 1]; got {self.topk}, {self.topk_decay}.")
+    _check(self.topk == 1.0 or num_train_examples > 0,
+           "Top-k training (config.g_topk < 1) counts epochs: build the task with "
+           "jaxgan.tasks.gan.make_task(config, data), which passes the training split's size.")
     _check(isinstance(self.pl_every, int) and self.pl_every >= 1 and self.pl_weight >= 0,
            f"config.pl_every must be an integer >= 1 and config.pl_weight >= 0 (0 disables "
            f"it); got {self.pl_every!r}, {self.pl_weight}.")
@@ -479,6 +487,11 @@ class GANTask:
                                     train=True, key=drop_g)
       losses = self.objective(jax.lax.stop_gradient(real_out), out)
       total, extra = losses.g_loss, {}
+      if self.topk < 1.0:  # Top-k training: G's adversarial loss on D's best-scored fakes.
+        extra["g_topk_fraction"] = objectives.topk_fraction(
+            state.step.astype(jnp.float32) * self.images_per_step, self.epoch_images, self.topk, self.topk_decay)
+        keep = objectives.topk_weights(out, extra["g_topk_fraction"])
+        total = self.objective(jax.lax.stop_gradient(real_out), out, keep).g_loss
       if classes is not None:  # ACGAN: G wants its fakes classified as their labels.
         extra["g_class_loss"] = self._class_loss(classes, fake_labels)
         total = total + self.class_loss_weight * extra["g_class_loss"]
@@ -668,4 +681,5 @@ def make_task(config, data) -> GANTask:
         fitted = multihost_utils.broadcast_one_to_all(fitted)
       return fitted
     clusters = data.remember("clusters", fit)  # a restore takes the run's own
-  return GANTask(config, data.info.image_shape, data.info.num_classes, clusters)
+  return GANTask(config, data.info.image_shape, data.info.num_classes, clusters,
+                 data.info.num_train_examples)
