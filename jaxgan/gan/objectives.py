@@ -3,9 +3,10 @@
 Each objective maps D's outputs on a real and a fake batch (one value per
 image, shape [batch]) to `Losses(d_loss, g_loss, metrics)`, all float32
 scalars: means over the batch, or weighted means with `weights` (the eval
-split's padding mask; top-k training's kept fakes, `topk_weights`). The train step and the eval step call the same
-function. The generator update uses `g_loss` of D's outputs on its fakes; no
-objective here reads the real outputs for it (a relativistic one would).
+split's padding mask; top-k training's kept fakes, `topk_weights`). The train
+step and the eval step call the same function. The generator update uses
+`g_loss` of D's outputs on its fakes; no objective here reads the real
+outputs for it (a relativistic one would).
 
 `metrics` holds what is meaningful for that objective's D: probabilities
 D(x), D(G(z)) only where D's output is a logit of a probability (`ns`,

@@ -488,8 +488,9 @@ class GANTask:
       losses = self.objective(jax.lax.stop_gradient(real_out), out)
       total, extra = losses.g_loss, {}
       if self.topk < 1.0:  # Top-k training: G's adversarial loss on D's best-scored fakes.
-        extra["g_topk_fraction"] = objectives.topk_fraction(
-            state.step.astype(jnp.float32) * self.images_per_step, self.epoch_images, self.topk, self.topk_decay)
+        seen = state.step.astype(jnp.float32) * self.images_per_step
+        extra["g_topk_fraction"] = objectives.topk_fraction(seen, self.epoch_images, self.topk,
+                                                            self.topk_decay)
         keep = objectives.topk_weights(out, extra["g_topk_fraction"])
         total = self.objective(jax.lax.stop_gradient(real_out), out, keep).g_loss
       if classes is not None:  # ACGAN: G wants its fakes classified as their labels.
