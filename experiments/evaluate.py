@@ -15,10 +15,12 @@ protocol); --cas adds the Classification Accuracy Score. --save_reference
 FILE.npz writes the real side once (statistics, features, protocol);
 --reference FILE.npz scores against it without reading real images again;
 --samples FILE.npz|DIR scores images another program wrote instead of the
-generator's (docs/evaluation.md). Sampling and feature extraction split each
-batch over every device; with the multi-process flags of the trainers
-(--coordinator_address, --num_processes, --process_id, or a cluster launcher)
-over every device of every process, and process 0 writes.
+generator's; --drs PERCENTILE scores the samples an unconditional GAN's
+discriminator accepts (discriminator rejection sampling; docs/evaluation.md).
+Sampling and feature extraction split each batch over every device; with
+the multi-process flags of the trainers (--coordinator_address,
+--num_processes, --process_id, or a cluster launcher) over every device of
+every process, and process 0 writes.
 """
 
 import json
@@ -67,6 +69,13 @@ def define_flags() -> None:
                      "the other generators draw their latents from N(0, 1) truncated to "
                      "[-T, T] (Brock et al. 2019); StyleGAN2 pulls w towards its mean with "
                      "psi = T (Karras et al. 2019).")
+  flags.DEFINE_float("drs", None, "Discriminator rejection sampling (Azadi et al. 2019; "
+                     "default: none) of an unconditional GAN: its D, calibrated on the run's "
+                     "training images, keeps samples, gamma at this percentile (e.g. 80) of the "
+                     "first round's log odds; the higher, the fewer kept "
+                     "(jaxgan/evaluation/rejection.py).")
+  flags.DEFINE_integer("drs_round", 10_000, "With --drs: candidates drawn per round, and real "
+                       "training images (at most) that calibrate D against the first round.")
   flags.DEFINE_string("export", None, "Also write the scored images: a .npz file or a directory "
                       "of PNGs.")
 
@@ -88,7 +97,7 @@ def _run() -> None:
       gan, extractor, split=FLAGS.split, num_samples=FLAGS.num_samples,
       baseline_split=FLAGS.baseline_split, export=FLAGS.export, texture_features=texture,
       reference=FLAGS.reference, save_reference=FLAGS.save_reference, samples=FLAGS.samples,
-      truncation=FLAGS.truncation)
+      truncation=FLAGS.truncation, drs=FLAGS.drs, drs_round=FLAGS.drs_round)
   if FLAGS.cas:
     result.update(evaluation.classification_accuracy_score(
         gan, runs.classifier_run(FLAGS.cas),
@@ -106,6 +115,10 @@ def _run() -> None:
   if FLAGS.truncation:
     name += f"_truncation_{FLAGS.truncation:g}".replace(".", "_")
     label += f", truncation {FLAGS.truncation:g}"
+  if FLAGS.drs is not None:
+    name += f"_drs_{FLAGS.drs:g}".replace(".", "_")
+    drs = result["protocol"]["rejection_sampling"]
+    label += f", DRS {FLAGS.drs:g} (kept {drs['acceptance_rate']:.1%})"
   path = os.path.join(FLAGS.workdir, name + ".json")
   if jax.process_index():
     return  # process 0 writes and reports

@@ -98,6 +98,22 @@ def class_accuracy(probs, labels) -> float:
   return float(np.mean(np.argmax(np.asarray(probs), axis=1) == np.asarray(labels)))
 
 
+def class_mix_distance(real_probs, fake_probs) -> float:
+  """Total variation between the class mixes of two sets: half the L1
+  distance between the shares of rows each class wins (argmax of class
+  scores [N, K]); 0 when every class is as frequent among the generated
+  images as among the real ones, 1 when they share no class. A generator's
+  mode imbalance (too many of some digits, too few of others) that FID
+  only shows mixed with everything else."""
+  real_probs, fake_probs = np.asarray(real_probs), np.asarray(fake_probs)
+  if real_probs.ndim != 2 or fake_probs.ndim != 2 or real_probs.shape[1] != fake_probs.shape[1]:
+    raise ValueError(f"Expected class scores [N, K] with the same K, got {real_probs.shape} and "
+                     f"{fake_probs.shape}.")
+  k = real_probs.shape[1]
+  share = lambda p: np.bincount(np.argmax(p, axis=1), minlength=k) / len(p)
+  return float(0.5 * np.abs(share(real_probs) - share(fake_probs)).sum())
+
+
 def kernel_inception_distance(real, fake, num_subsets: int = 100, subset_size: int = 1000,
                               seed: int = 0) -> tuple[float, float]:
   """(mean, std) over `num_subsets` random subsets of the unbiased MMD^2

@@ -18,7 +18,7 @@ from jaxgan.data import DataError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage",
-        "inception_score", "protocol")
+        "inception_score", "class_mix_tv", "protocol")
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,7 @@ def test_generator_scores_far_from_real_data(runs):
   assert real["kid_mean"] < init["kid_mean"]
   assert real["precision"] > init["precision"] and real["recall"] > init["recall"]
   assert real["inception_score"] > 3 > init["inception_score"] >= 1
+  assert real["class_mix_tv"] < 0.15 < init["class_mix_tv"]
   protocol = init["protocol"]
   assert protocol["extractor"] == "classifier:small_cnn"
   assert len(protocol["extractor_checkpoint_sha256"]) == 64
@@ -250,6 +251,38 @@ def test_samples_written_elsewhere_score_like_the_run(runs, tmp_path):
     evaluation.load_samples(str(tmp_path / "float.npz"))
   with pytest.raises(DataError, match="holds no PNG/JPEG"):
     evaluation.load_samples(str(tmp_path))
+
+
+def test_cli_discriminator_rejection_sampling(runs, tmp_path):
+  """`evaluate --drs P`: the samples scored are those the run's calibrated D
+  kept (higher calibrated logits than the plain samples'), the protocol says
+  how, the file is named after it; it is refused where it cannot apply."""
+  clf_dir, gan_dir = runs
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.evaluate", f"--workdir={gan_dir}",
+       f"--features={clf_dir}", "--num_samples=40", "--drs=50", "--drs_round=300",
+       f"--export={tmp_path / 'drs.npz'}"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  assert "DRS 50 (kept" in proc.stdout
+  with open(os.path.join(gan_dir, "evaluation_drs_50.json")) as f:
+    result = json.load(f)
+  drs = result["protocol"]["rejection_sampling"]
+  assert result["protocol"]["num_generated"] == 40 and drs["kept"] >= 40
+  assert drs["percentile"] == 50 and drs["candidates"] % 300 == 0
+  assert drs["calibration"]["real"] == "digits train"
+  assert drs["calibration"]["num_real"] == 300 and drs["calibration"]["num_generated"] == 300
+  assert "discriminator rejection sampling at percentile 50" in result["protocol"]["generated"]
+
+  gan = run_lib.restore(gan_dir, expect="gan")
+  logit = lambda x: drs["calibration"]["scale"] * np.asarray(gan.task.discriminate(
+      gan.state, x)) + drs["calibration"]["bias"]
+  kept = evaluation.load_samples(str(tmp_path / "drs.npz"))
+  plain = evaluation.generate(gan.task, gan.state, 40, gan.config.seed)
+  assert logit(kept).mean() > logit(plain).mean()
+  extractor = run_lib.extractor(clf_dir)
+  with pytest.raises(ValueError, match="--drs filters the generator's samples"):
+    evaluation.evaluate_generator(gan, extractor, baseline_split="test[:50]", drs=50)
 
 
 def test_protocol_records_stylegan2_noise_inputs(runs, tmp_path):

@@ -127,3 +127,15 @@ def test_inception_score_bounds():
   assert metrics.inception_score(confident_diverse)[0] == pytest.approx(k, rel=1e-6)
   assert metrics.inception_score(uniform)[0] == pytest.approx(1.0)
   assert metrics.inception_score(collapsed)[0] == pytest.approx(1.0)
+
+
+def test_class_mix_distance_by_hand():
+  """Half the L1 distance between the argmax class shares: real 0,0,1,2 has
+  shares (1/2, 1/4, 1/4); fake 0,1,1,1 (1/4, 3/4, 0): TV = (1/4 + 1/2 + 1/4) / 2."""
+  onehot = lambda labels: np.eye(3)[labels] * 0.8 + 0.1
+  real, fake = onehot([0, 0, 1, 2]), onehot([0, 1, 1, 1])
+  assert metrics.class_mix_distance(real, fake) == pytest.approx(0.5)
+  assert metrics.class_mix_distance(real, real[::-1]) == 0.0  # order does not matter
+  assert metrics.class_mix_distance(onehot([0, 0]), onehot([2, 2, 2])) == 1.0
+  with pytest.raises(ValueError, match="same K"):
+    metrics.class_mix_distance(real, np.ones((4, 5)))

@@ -12,7 +12,9 @@ here take the restored `jaxgan.runs.Run`. By job:
   classifier run of the same dataset; offline), `InceptionExtractor` (the
   standard FID network, weights from a local file);
 - `generators.py`: samples of a generator (`generate`; `sample_classes` for
-  given classes of a conditional run), the metric suite (`compare`;
+  given classes of a conditional run; `rejection_sample`, those an
+  unconditional GAN's discriminator keeps, with the method's arithmetic in
+  `rejection.py`), the metric suite (`compare`;
   `conditional_metrics`: intra-FID, class accuracy), `evaluate_generator`,
   the Classification Accuracy Score, tables and exports;
 - `training.py`: metrics logged during training (`GeneratorFID`,
@@ -24,14 +26,15 @@ from jaxgan.evaluation.extractors import (INCEPTION_RESIZES, ClassifierExtractor
 from jaxgan.evaluation.generators import (check_cas_classifier, classification_accuracy_score,
                                           compare, conditional_metrics, evaluate_generator,
                                           export_samples, format_table, generate,
-                                          kid_subset_size, load_samples, sample_classes)
+                                          kid_subset_size, load_samples, rejection_sample,
+                                          sample_classes)
 from jaxgan.evaluation.training import GeneratorFID, SuperResolutionAccuracy
 
 __all__ = ["INCEPTION_RESIZES", "ClassifierExtractor", "GeneratorFID", "InceptionExtractor",
            "SuperResolutionAccuracy", "check_cas_classifier", "classification_accuracy_score",
            "compare", "conditional_metrics", "evaluate_generator", "export_samples",
-           "format_table", "generate", "kid_subset_size", "load_samples", "resize_for_extractor",
-           "sample_classes"]
+           "format_table", "generate", "kid_subset_size", "load_samples", "rejection_sample",
+           "resize_for_extractor", "sample_classes"]
 
 # Names that moved to jaxgan.runs (the layer that opens run directories).
 _MOVED = {"make_extractor": "jaxgan.runs.extractor(spec)",

@@ -12,6 +12,7 @@ from jaxgan import flat_random, metrics, sharding
 from jaxgan import images as image_lib
 from jaxgan.data.base import DataError
 from jaxgan.evaluation import reference as reference_lib
+from jaxgan.evaluation import rejection
 from jaxgan.evaluation.extractors import ClassifierExtractor
 from jaxgan.gan.sampler import Sampler
 from jaxgan.texture import gram
@@ -20,10 +21,15 @@ from jaxgan.texture import gram
 # the training keys, the same for every evaluation of a run.
 _SAMPLE_STREAM = 7_000_001
 _TRUNCATION_STREAM = 7_000_002  # within the sample stream: truncated latents
+# Rejection sampling's candidate rounds draw from _CANDIDATE_STREAM + round,
+# its acceptance draws from _ACCEPT_STREAM.
+_CANDIDATE_STREAM = 7_100_000
+_ACCEPT_STREAM = 7_200_000
 
 
 def generate(task: Sampler, state, num: int, seed: int, batch_size: int = 500,
-             labels=None, mesh=None, truncation: float | None = None) -> np.ndarray:
+             labels=None, mesh=None, truncation: float | None = None,
+             stream: int = _SAMPLE_STREAM) -> np.ndarray:
   """`num` samples in [-1, 1] of a GAN task's generator (a
   `jaxgan.gan.sampler.Sampler`; the averaged generator when the task keeps
   one), from a key that depends only on `seed`. A conditional
@@ -34,11 +40,12 @@ def generate(task: Sampler, state, num: int, seed: int, batch_size: int = 500,
   truncation trick, fidelity for variety (None: none): for a generator whose
   `task.truncation` is "latent" (Brock et al. 2019) its latent drawn from
   N(0, 1) truncated to [-t, t]; for "w" (StyleGAN, Karras et al. 2019) each
-  w pulled towards the running mean w_avg by psi = t."""
+  w pulled towards the running mean w_avg by psi = t. `stream`: another
+  stream of latents for the same seed (rejection sampling's candidates)."""
   if truncation is not None and not truncation > 0:
     raise ValueError(f"The truncation threshold must be > 0 (or None for none); got "
                      f"{truncation}.")
-  key = jax.random.fold_in(jax.random.PRNGKey(seed), _SAMPLE_STREAM)
+  key = jax.random.fold_in(jax.random.PRNGKey(seed), stream)
   sample = task.sample_jit  # compiled once per task, reused by every evaluation
   if task.num_classes:
     labels = (np.arange(num) % task.num_classes if labels is None else np.asarray(labels))
@@ -65,6 +72,74 @@ def generate(task: Sampler, state, num: int, seed: int, batch_size: int = 500,
     out.append(sharding.map_batch(lambda s, b: sample(s, b["z"], b.get("labels"), psi=psi),
                                   state, rows, mesh))
   return np.concatenate(out)
+
+
+def rejection_sample(task: Sampler, state, real_images: np.ndarray, num: int, seed: int,
+                     percentile: float, round_size: int = 10_000,
+                     max_candidates: int | None = None, truncation: float | None = None,
+                     mesh=None, batch_size: int = 500) -> tuple[np.ndarray, dict]:
+  """`num` samples in [-1, 1] of a GAN task's (averaged) generator kept by
+  discriminator rejection sampling (Azadi et al. 2019; the method and its
+  arithmetic: jaxgan/evaluation/rejection.py), and what it did (a dict for the
+  evaluation's protocol). `real_images` (in [-1, 1], e.g. the first images
+  of the training split) calibrate the discriminator against the first
+  round of `round_size` candidates; `percentile` in [0, 100) sets gamma (the
+  higher, the fewer kept and the closer to exact rejection sampling). Stops
+  with a ValueError naming the acceptance rate when `max_candidates`
+  (default 100 * num + round_size) do not give `num` samples."""
+  rejection.check_supported(task)
+  if not 0.0 <= percentile < 100.0:
+    raise ValueError(f"The DRS percentile must be in [0, 100) (e.g. 80 or 95); got "
+                     f"{percentile}.")
+  if num < 1 or round_size < 2 or not len(real_images):
+    raise ValueError(f"DRS needs num >= 1 samples, round_size >= 2 candidates and some real "
+                     f"images; got {num}, {round_size}, {len(real_images)}.")
+  max_candidates = max_candidates or 100 * num + round_size
+  mesh = sharding.make_mesh() if mesh is None else mesh
+  discriminate = jax.jit(lambda s, x: task.discriminate(s, x))
+  replicated = sharding.replicate(state, mesh)
+
+  def scores(images):
+    out = [sharding.map_batch(lambda s, b: discriminate(s, b["x"]), replicated,
+                              {"x": images[i:i + batch_size]}, mesh)
+           for i in range(0, len(images), batch_size)]
+    return np.concatenate(out).astype(np.float64).reshape(len(images))
+
+  accept_key = jax.random.fold_in(jax.random.PRNGKey(seed), _ACCEPT_STREAM)
+  kept, seen, round_index = [], 0, 0
+  scale = bias = max_logit = gamma = None
+  while sum(len(k) for k in kept) < num:
+    if seen >= max_candidates:
+      count = sum(len(k) for k in kept)
+      raise ValueError(f"Discriminator rejection sampling kept {count} of {seen} candidates "
+                       f"({count / seen:.2%}), short of the {num} asked for: lower the "
+                       f"percentile (--drs {percentile:g}) or ask for fewer samples.")
+    candidates = generate(task, state, round_size, seed, truncation=truncation, mesh=mesh,
+                          batch_size=batch_size, stream=_CANDIDATE_STREAM + round_index)
+    d = scores(candidates)
+    if round_index == 0:
+      scale, bias = rejection.calibrate(scores(np.asarray(real_images)), d)
+      logits = scale * d + bias
+      max_logit = float(logits.max())
+      gamma = float(np.percentile(rejection.shifted_log_odds(logits, max_logit), percentile))
+    else:
+      logits = scale * d + bias
+      max_logit = max(max_logit, float(logits.max()))  # the paper's running M
+    p = rejection.acceptance(logits, max_logit, gamma)
+    u = np.asarray(jax.random.uniform(jax.random.fold_in(accept_key, round_index),
+                                      (round_size,)), np.float64)
+    kept.append(candidates[u < p])
+    seen += round_size
+    round_index += 1
+  images = np.concatenate(kept)[:num]
+  count = sum(len(k) for k in kept)
+  return images, {"method": "discriminator rejection sampling (Azadi et al. 2019)",
+                  "percentile": float(percentile), "gamma": gamma, "epsilon": rejection.EPSILON,
+                  "calibration": {"scale": scale, "bias": bias,
+                                  "num_real": int(len(real_images)),
+                                  "num_generated": round_size},
+                  "max_logit": max_logit, "candidates": seen, "kept": count,
+                  "acceptance_rate": count / seen}
 
 
 def _check_run(run, what: str) -> None:
@@ -104,14 +179,16 @@ def compare(real_features, real_probs, fake_features, fake_probs, seed: int = 0)
   inception, inception_std = metrics.inception_score(fake_probs, splits=10)
   return {"fid": metrics.fid_from_features(real_features, fake_features),
           "kid_mean": kid_mean, "kid_std": kid_std, **manifold,
-          "inception_score": inception, "inception_score_std": inception_std}
+          "inception_score": inception, "inception_score_std": inception_std,
+          "class_mix_tv": metrics.class_mix_distance(real_probs, fake_probs)}
 
 
 def evaluate_generator(run, extractor, split: str | None = None,
                        num_samples: int | None = None, baseline_split: str | None = None,
                        export: str | None = None, texture_features=None,
                        reference: str | None = None, save_reference: str | None = None,
-                       samples: str | None = None, truncation: float | None = None) -> dict:
+                       samples: str | None = None, truncation: float | None = None,
+                       drs: float | None = None, drs_round: int = 10_000) -> dict:
   """Metrics of a GAN run's generator (`run`: a `jaxgan.runs.Run` restored at
   the checkpoint to score, e.g. `jaxgan.runs.restore(RUN_DIR, step,
   expect="gan")`) against the real images of `split` (default: the
@@ -126,7 +203,10 @@ def evaluate_generator(run, extractor, split: str | None = None,
   images another program wrote (`load_samples`) instead of the generator's
   (a conditional run's samples carry no labels: the conditional metrics
   are left out). `truncation`: the truncation trick at t (latents truncated
-  to [-t, t], or StyleGAN2's psi = t; see `generate`)."""
+  to [-t, t], or StyleGAN2's psi = t; see `generate`). `drs`: keep the
+  samples by discriminator rejection sampling at this percentile
+  (`rejection_sample`), D calibrated on the first `drs_round` images of the
+  run's train_split against as many candidates."""
   _check_run(run, "evaluate_generator")
   config, data, task, state, step = run.config, run.data, run.task, run.state, run.step
   conditional = bool(task.num_classes)
@@ -151,6 +231,12 @@ def evaluate_generator(run, extractor, split: str | None = None,
   if truncation is not None and (samples or baseline_split):
     raise ValueError("--truncation changes the generator's latents; it does not apply to "
                      "--samples or --baseline_split.")
+  if drs is not None and (samples or baseline_split):
+    raise ValueError("--drs filters the generator's samples; it does not apply to --samples or "
+                     "--baseline_split.")
+  if drs is not None:
+    rejection.check_supported(task)  # before reading the real images
+  drs_info = None
   if samples:
     if baseline_split:
       raise ValueError("--samples and --baseline_split both name what to score; pass one.")
@@ -165,11 +251,20 @@ def evaluate_generator(run, extractor, split: str | None = None,
     # A conditional generator draws the reference's classes (cyclically when
     # more samples are asked for), so per-class sets match in size.
     fake_labels = np.resize(real_labels, num) if conditional else None
-    fake = generate(task, state, num, config.seed, labels=fake_labels, truncation=truncation)
+    if drs is None:
+      fake = generate(task, state, num, config.seed, labels=fake_labels, truncation=truncation)
+    else:
+      fake, drs_info = rejection_sample(
+          task, state, data.first_images(config.train_split, drs_round), num, config.seed,
+          drs, round_size=drs_round, truncation=truncation)
+      drs_info["calibration"]["real"] = f"{config.dataset} {config.train_split}"
     source = (f"generator at step {step}" + (" (parameter average)" if task.ema_decay else "")
               + ("" if not truncation else f", w truncated with psi {truncation}"
                  if task.truncation == "w" else
-                 f", latents truncated to [-{truncation}, {truncation}]"))
+                 f", latents truncated to [-{truncation}, {truncation}]")
+              + ("" if drs_info is None else
+                 f", discriminator rejection sampling at percentile {drs:g} (kept "
+                 f"{drs_info['kept']} of {drs_info['candidates']} candidates)"))
     if hasattr(task.generator, "noise_mode"):  # StyleGAN2's noise inputs
       source += f", noise inputs {task.generator.noise_mode!r}"
   writes = jax.process_index() == 0  # every process computes, process 0 writes
@@ -188,6 +283,8 @@ def evaluate_generator(run, extractor, split: str | None = None,
               "num_generated": len(fake), "generated": source, "run": run.dir, "step": step}
   if ref is not None:
     protocol["reference_file"] = ref.path
+  if drs_info is not None:
+    protocol["rejection_sampling"] = drs_info
   if ref is not None and not ref.complete:  # a pytorch-fid / clean-fid mu/sigma file
     fid = metrics.frechet_distance(ref.mu, ref.sigma, *metrics.feature_statistics(fake_f))
     return {"fid": fid, "protocol": protocol}
@@ -323,7 +420,7 @@ def load_samples(path: str) -> np.ndarray:
 def format_table(results: dict[str, dict]) -> str:
   """{label: result} -> an aligned text table of the metrics."""
   keys = ["fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage",
-          "inception_score"]
+          "inception_score", "class_mix_tv"]
   keys += [k for k in ("intra_fid", "class_accuracy", "cas", "cas_real_accuracy")
            if any(k in r for r in results.values())]
   width = max(len(label) for label in results) + 2
