@@ -382,6 +382,48 @@ def test_topk_through_the_loop_logs_its_fraction(tmp_path):
     np.testing.assert_allclose(r["g_topk_fraction"], want, rtol=1e-5)
 
 
+# -- LeCam -------------------------------------------------------------------------------
+
+def test_lecam_penalty_and_anchors_by_hand():
+  real, fake = jnp.array([1.0, 3.0]), jnp.array([-1.0, 0.0])
+  anchors = {"real": jnp.float32(0.5), "fake": jnp.float32(0.2)}
+  # relu(D(x) - a_fake)^2: 0.64, 7.84; relu(a_real - D(G(z)))^2: 2.25, 0.25.
+  np.testing.assert_allclose(float(penalties.lecam_penalty(real, fake, anchors)),
+                             (0.64 + 7.84) / 2 + (2.25 + 0.25) / 2, rtol=1e-6)
+  below = {"real": jnp.float32(-5.0), "fake": jnp.float32(5.0)}  # both relus at 0
+  assert float(penalties.lecam_penalty(real, fake, below)) == 0.0
+  moved = penalties.lecam_anchors(anchors, real, fake, 0.9)
+  np.testing.assert_allclose([float(moved["real"]), float(moved["fake"])],
+                             [0.9 * 0.5 + 0.1 * 2.0, 0.9 * 0.2 + 0.1 * -0.5], rtol=1e-6)
+  # The anchors are constants to the gradient, as in the step, which moves
+  # them with this batch first: d/dD(x_i) = 2 relu(D(x_i) - a_fake) / n.
+  def through_step(r, f):
+    return penalties.lecam_penalty(r, f, penalties.lecam_anchors(anchors, r, f, 0.9))
+  g_real, g_fake = jax.grad(through_step, argnums=(0, 1))(real, fake)
+  np.testing.assert_allclose(np.asarray(g_real),
+                             np.maximum(np.asarray(real) - float(moved["fake"]), 0), rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(g_fake),
+                             -np.maximum(float(moved["real"]) - np.asarray(fake), 0), rtol=1e-6)
+
+
+def test_lecam_through_the_loop_moves_its_anchors_and_resumes_bitwise(tmp_path):
+  """hinge_sn with LeCam, 4 steps, equals 2 steps, a stop and 2 more (the
+  anchors are in the checkpoint); each step's anchors are the moving
+  averages of the D outputs it logs (hinge: logit_real / logit_fake), and
+  the penalty is logged."""
+  config = _loop_config("hinge_sn", lecam_weight=0.3, lecam_decay=0.5, eval_every_steps=4)
+  assert_resumes_bitwise(gan_experiment.train_and_evaluate, config, str(tmp_path))
+  records = read_metrics(str(tmp_path / "straight"))
+  assert [r["step"] for r in records] == [1, 2, 3, 4]
+  anchor_real = anchor_fake = 0.0
+  for r in records:
+    anchor_real = 0.5 * anchor_real + 0.5 * r["logit_real"]
+    anchor_fake = 0.5 * anchor_fake + 0.5 * r["logit_fake"]
+    np.testing.assert_allclose([r["lecam_anchor_real"], r["lecam_anchor_fake"]],
+                               [anchor_real, anchor_fake], rtol=1e-5, atol=1e-7)
+    assert r["lecam"] >= 0 and np.isfinite(r["lecam"])
+
+
 # -- errors -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("overrides, message", [
@@ -397,6 +439,8 @@ def test_topk_through_the_loop_logs_its_fraction(tmp_path):
     (dict(g_topk=0.0), "config.g_topk .* must be in"),
     (dict(g_topk_decay=1.5), "config.g_topk .* must be in"),
     (dict(g_topk=0.5), "Top-k training .* counts epochs: build the task with"),
+    (dict(lecam_weight=-1.0), "config.lecam_weight .* must be >= 0"),
+    (dict(lecam_decay=1.0), "config.lecam_decay .* in \\[0, 1\\)"),
 ])
 def test_bad_names_and_combinations_are_clear_errors(overrides, message):
   config = _config(**overrides)

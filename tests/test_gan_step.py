@@ -55,7 +55,15 @@ def _topk_task():
   return GANTask(config, (28, 28, 1), num_train_examples=16)
 
 
-@pytest.mark.parametrize("which", ["plain", "topk"])
+def _lecam_task():
+  """The task with the LeCam regulariser (anchors moved by the global batch's means)."""
+  config = get_config()
+  config.batch_size = 16
+  config.lecam_weight, config.lecam_decay = 0.3, 0.5
+  return GANTask(config, (28, 28, 1))
+
+
+@pytest.mark.parametrize("which", ["plain", "topk", "lecam"])
 def test_eight_devices_match_one_device(task, num_devices, which):
   """One step on 8 devices (batch split 2 per device, BatchNorm statistics
   over the global batch) equals the step on 1 device.
@@ -70,13 +78,14 @@ def test_eight_devices_match_one_device(task, num_devices, which):
   fakes count in G's loss on either mesh.
   """
   batch = _real_batch(16)
-  task, start = (task, 0) if which == "plain" else (_topk_task(), 3)
+  task, start = {"plain": (task, 0), "topk": (_topk_task(), 3), "lecam": (_lecam_task(), 0)}[which]
   s1, (m1,) = _run(task, batch, jax.devices()[:1], 1, start)
   s8, (m8,) = _run(task, batch, jax.devices(), 1, start)
   for k in m1:
     np.testing.assert_allclose(m8[k], m1[k], rtol=1e-5, err_msg=k)
   assert int(s8.step) == int(s1.step) == start + 1
-  assert which == "plain" or float(m8["g_topk_fraction"]) == 0.5
+  assert which != "topk" or float(m8["g_topk_fraction"]) == 0.5
+  assert which != "lecam" or float(m8["lecam"]) > 0
   stats = lambda s: jax.tree.leaves((s.g.opt_state, s.d.opt_state, s.g.batch_stats,
                                      s.d.batch_stats))
   params = lambda s: jax.tree.leaves((s.g.params, s.d.params))

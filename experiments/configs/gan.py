@@ -177,6 +177,13 @@ def base() -> ml_collections.ConfigDict:
   # is off, 0.5 theirs), g_topk_decay their gamma (0.99 per epoch).
   config.g_topk = 1.0
   config.g_topk_decay = 0.99
+  # The LeCam regulariser of D (Tseng et al. 2021, for limited data;
+  # jaxgan/gan/penalties.py): lecam_weight * (E relu(D(x) - a_fake)^2 +
+  # E relu(a_real - D(G(z)))^2), the anchors a_real and a_fake moving
+  # averages (decay lecam_decay per D update, from 0) of D's mean outputs on
+  # real and generated images; 0 is off.
+  config.lecam_weight = 0.0
+  config.lecam_decay = 0.99
 
   # Optimisation: Adam for each network (separate rates and betas: TTUR).
   config.num_train_steps = 3000  # generator updates

@@ -1,6 +1,7 @@
-"""Gradient penalties on the discriminator's input gradient.
+"""Regularisers of the discriminator (gradient penalties, LeCam) and of the
+generator (orthogonal).
 
-Both take `d_fn(x) -> outputs [batch]`, a discriminator whose output for one
+The gradient penalties take `d_fn(x) -> outputs [batch]`, a discriminator whose output for one
 image does not depend on the other images of the batch (no BatchNorm: the
 GAN task refuses that pairing), so the gradient of sum(d_fn(x)) with respect
 to x holds each image's own input gradient. They are differentiated again,
@@ -59,3 +60,27 @@ def orthogonal_penalty(params) -> jax.Array:
     off = gram * (1.0 - jnp.eye(gram.shape[0], dtype=gram.dtype))
     total = total + jnp.sum(off * off)
   return total
+
+
+def lecam_anchors(anchors: dict, real_out: jax.Array, fake_out: jax.Array,
+                  decay: float) -> dict:
+  """LeCam's anchors after one D step (Tseng et al. 2021): exponential moving
+  averages, with this decay, of D's mean output on real ("real") and on
+  generated ("fake") images, this batch included; constants to the gradient."""
+  mean = lambda x: jax.lax.stop_gradient(jnp.mean(x.astype(jnp.float32)))
+  return {"real": decay * anchors["real"] + (1.0 - decay) * mean(real_out),
+          "fake": decay * anchors["fake"] + (1.0 - decay) * mean(fake_out)}
+
+
+def lecam_penalty(real_out: jax.Array, fake_out: jax.Array, anchors: dict) -> jax.Array:
+  """The LeCam regulariser (Tseng et al. 2021, "Regularizing Generative
+  Adversarial Networks under Limited Data"): E relu(D(x) - a_fake)^2 +
+  E relu(a_real - D(G(z)))^2, a_real and a_fake the moving averages of D's
+  outputs (`lecam_anchors`). It keeps D's outputs on real images from
+  running away above what it gives fakes on average, and the other way
+  round, which bounds how far D can overfit a small training set; the
+  paper relates the regularised loss to the LeCam divergence. (The caller
+  multiplies by lambda.)"""
+  real_out, fake_out = real_out.astype(jnp.float32), fake_out.astype(jnp.float32)
+  return (jnp.mean(jnp.square(jax.nn.relu(real_out - anchors["fake"]))) +
+          jnp.mean(jnp.square(jax.nn.relu(anchors["real"] - fake_out))))

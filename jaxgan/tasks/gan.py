@@ -16,6 +16,8 @@ experiments/configs/gan.py for the presets):
   lazy (every pl_every steps, scaled by pl_every), on half a batch;
 - `ada_target`, `ada_p`, ...: adaptive discriminator augmentation
   (`jaxgan.gan.ada`), its probability p kept in the train state;
+- `lecam_weight` / `lecam_decay`: the LeCam regulariser of D (Tseng et al.
+  2021), its two anchors (moving averages of D's outputs) in the train state;
 - `model`: the architecture (`jaxgan.models.registry.GAN_ARCHITECTURES`: dcgan, sngan,
   biggan, stylegan2), with `model_options` for the architecture's own settings;
 - `conditional`: "" or, on labelled data, "projection" / "acgan" (real
@@ -95,6 +97,10 @@ class GANState:
   ada: Any = None
   # Path length regularisation: the running mean path length; None without it.
   pl_mean: Any = None
+  # LeCam: {"real": ..., "fake": ...}, the moving averages of D's mean output
+  # on real and generated images (`jaxgan.gan.penalties.lecam_anchors`); None
+  # without it.
+  lecam: Any = None
 
 
 def compute_dtype(config):
@@ -213,6 +219,12 @@ class GANTask:
     self.ada_interval, self.ada_kimg = option("ada_interval"), float(option("ada_kimg"))
     self.ada_on = self.ada_target > 0 or self.ada_p > 0
     self.topk, self.topk_decay = float(option("g_topk")), float(option("g_topk_decay"))
+    self.lecam_weight = float(option("lecam_weight"))
+    self.lecam_decay = float(option("lecam_decay"))
+    _check(self.lecam_weight >= 0 and 0.0 <= self.lecam_decay < 1.0,
+           f"config.lecam_weight (LeCam's lambda; 0 is off) must be >= 0 and "
+           f"config.lecam_decay (its anchors' moving-average decay) in [0, 1); got "
+           f"{self.lecam_weight}, {self.lecam_decay}.")
     self.epoch_images = num_train_examples
     _check(0.0 < self.topk <= 1.0 and 0.0 < self.topk_decay <= 1.0,
            f"config.g_topk (the smallest fraction of fakes top-k training keeps; 1.0 is off) "
@@ -318,7 +330,8 @@ class GANTask:
                if self.ada_on else None)
     return GANState(step=jnp.zeros((), jnp.int32), g=g, d=net(d_vars, self.d_tx),
                     key=state_key, g_ema={"params": g.params, "batch_stats": g.batch_stats},
-                    clusters=clusters, ada=augment, pl_mean=zero if self.pl_weight else None)
+                    clusters=clusters, ada=augment, pl_mean=zero if self.pl_weight else None,
+                    lecam={"real": zero, "fake": zero} if self.lecam_weight else None)
 
   # -- pieces of the step ------------------------------------------------------
   def _label_kw(self, labels) -> dict:
@@ -406,10 +419,10 @@ class GANTask:
     return every_nth_step(step, self.r1_every, active, inactive)
 
   def _d_update(self, d: NetState, real, real_labels, fake, fake_labels, drop_real, drop_fake,
-                aux_key, step, p=None):
+                aux_key, step, p=None, lecam=None):
     """One discriminator update on `real` and (constant) `fake` images (and
-    their labels when conditional). -> (new D state, metrics, D's outputs on
-    the real images)."""
+    their labels when conditional), and LeCam's anchors `lecam` moved by it.
+    -> (new D state, metrics, D's outputs on the real images, anchors)."""
     aug_real, aug_fake, penalty_key = jax.random.split(aux_key, 3)
     real_in, fake_in = self._augment(real, aug_real, p), self._augment(fake, aug_fake, p)
 
@@ -429,16 +442,22 @@ class GANTask:
       for name, (weight, value) in self._penalty_terms(params, d, real_in, fake_in,
                                                        real_labels, penalty_key).items():
         total, logged[name] = total + weight * value, value
-      return total, (stats, real_out, losses, logged)
+      anchors = lecam
+      if self.lecam_weight:
+        anchors = penalties.lecam_anchors(lecam, real_out, fake_out, self.lecam_decay)
+        logged["lecam"] = penalties.lecam_penalty(real_out, fake_out, anchors)
+        total = total + self.lecam_weight * logged["lecam"]
+      return total, (stats, real_out, losses, logged, anchors)
 
-    (_, (stats, real_out, losses, logged)), grads = jax.value_and_grad(
+    (_, (stats, real_out, losses, logged, anchors)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(d.params)
     if self.r1_gamma and self.r1_every > 1:
       r1_grads, logged["r1"] = self._lazy_r1(d, real_in, real_labels, penalty_key, step)
       grads = jax.tree.map(jnp.add, grads, r1_grads)
     params, opt_state = apply_gradients(self.d_tx, d.params, d.opt_state, grads)
     metrics = {"d_loss": losses.d_loss, **losses.metrics, **logged}
-    return NetState(params=params, batch_stats=stats, opt_state=opt_state), metrics, real_out
+    return (NetState(params=params, batch_stats=stats, opt_state=opt_state), metrics, real_out,
+            anchors)
 
   # -- training --------------------------------------------------------------
   def train_step(self, state: GANState, batch: dict) -> tuple[GANState, dict]:
@@ -448,7 +467,7 @@ class GANTask:
     z_key, drop_real, drop_fake, drop_g = jax.random.split(key, 4)
     aux = jax.random.fold_in(key, _AUX_STREAM)
     label_key = lambda i: jax.random.fold_in(aux, _LABEL_STREAM + i)
-    d, g_stats = state.d, state.g.batch_stats
+    d, g_stats, lecam = state.d, state.g.batch_stats, state.lecam
     p = state.ada["p"] if self.ada_on else None
     noise_key = lambda i: jax.random.fold_in(aux, _NOISE_STREAM + i)
 
@@ -462,8 +481,9 @@ class GANTask:
         labels = self._fake_labels(state, label_key(i + 1), reals.shape[1])
         fake, g_stats = self._g(state.g.params, g_stats, z, labels, train=True,
                                 key=noise_key(i + 1))
-        d, _, _ = self._d_update(d, reals[i], None if real_labels is None else real_labels[i],
-                                 fake, labels, k_real, k_fake, k_aux, state.step, p)
+        d, _, _, lecam = self._d_update(
+            d, reals[i], None if real_labels is None else real_labels[i], fake, labels, k_real,
+            k_fake, k_aux, state.step, p, lecam)
       reals = reals[-1]
       real_labels = None if real_labels is None else real_labels[-1]
 
@@ -475,8 +495,9 @@ class GANTask:
       return self._g(g_params, g_stats, z, fake_labels, train=True, key=noise_key(0))
 
     fake, g_vjp, g_stats = jax.vjp(generate, state.g.params, has_aux=True)
-    d, metrics, real_out = self._d_update(d, reals, real_labels, fake, fake_labels, drop_real,
-                                          drop_fake, jax.random.fold_in(aux, 0), state.step, p)
+    d, metrics, real_out, lecam = self._d_update(d, reals, real_labels, fake, fake_labels,
+                                                 drop_real, drop_fake, jax.random.fold_in(aux, 0),
+                                                 state.step, p, lecam)
 
     # Generator update through the updated discriminator.
     aug_g = jax.random.fold_in(aux, 2**30)
@@ -519,6 +540,8 @@ class GANTask:
     augment = state.ada
     if self.ada_on:
       augment, extra["ada_p"], extra["ada_rt"] = self._ada_update(state, real_out)
+    if self.lecam_weight:
+      extra["lecam_anchor_real"], extra["lecam_anchor_fake"] = lecam["real"], lecam["fake"]
 
     metrics = {"d_loss": metrics.pop("d_loss"), "g_loss": g_loss, **metrics, **extra,
                **{f"{k}_after": v for k, v in after.items() if k.endswith("_fake")},
@@ -526,7 +549,7 @@ class GANTask:
     total = sum(metrics.values())
     metrics["finite"] = jnp.isfinite(total).astype(jnp.float32)
     return state.replace(step=state.step + 1, g=g, d=d, g_ema=g_ema, ada=augment,
-                         pl_mean=pl_mean), metrics
+                         pl_mean=pl_mean, lecam=lecam), metrics
 
   def _lazy_path_length(self, state: GANState, g_stats, batch: int, key):
     """Every pl_every steps, the gradient of pl_weight * pl_every * the path
