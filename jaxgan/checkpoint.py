@@ -11,6 +11,7 @@ truncated or lost by a crash) in favour of the previous one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -103,7 +104,12 @@ class Checkpointer:
   def restore(self, target, step: int | None = None, sharding=None):
     """Restores into the structure, dtypes and shardings of `target` (a state
     or `jax.ShapeDtypeStruct` tree, e.g. from `jax.eval_shape`); the latest
-    step by default. `sharding`, when given, is every leaf's sharding."""
+    step by default. `sharding`, when given, is every leaf's sharding.
+
+    A state field added to the train state since the checkpoint was written
+    (a dataclass field that is None in `target`: an option the run does not
+    use) is restored as None, so runs saved by an older version still
+    resume and evaluate."""
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"No checkpoint in {self.directory}.")
@@ -111,7 +117,31 @@ class Checkpointer:
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
                                        sharding=sharding or getattr(x, "sharding", None)),
         target)
-    return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    try:
+      return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    except ValueError:
+      unused = self._new_unused_fields(abstract, step)
+      if not unused:
+        raise
+    fields = {f.name: getattr(abstract, f.name) for f in dataclasses.fields(abstract)
+              if f.name not in unused}
+    saved = self.manager.restore(step, args=ocp.args.StandardRestore(fields))
+    return type(target)(**saved, **{name: None for name in unused})
+
+  def _new_unused_fields(self, abstract, step: int) -> list[str]:
+    """The fields of a dataclass state that are None in it and absent from
+    the checkpoint of `step` (added to the state after it was written)."""
+    if not dataclasses.is_dataclass(abstract):
+      return []
+    try:
+      saved = ocp.StandardCheckpointer().metadata(
+          os.path.join(self.directory, str(step), "default")).item_metadata.tree
+    except Exception:  # noqa: BLE001 - no readable metadata: report the first error
+      return []
+    if not isinstance(saved, dict):
+      return []
+    return [f.name for f in dataclasses.fields(abstract)
+            if f.name not in saved and getattr(abstract, f.name) is None]
 
   def restore_latest_good(self, target, sharding=None, set_aside: bool = True) -> tuple:
     """(state, step) from the newest checkpoint that restores; (target, None)

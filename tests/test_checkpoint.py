@@ -40,6 +40,33 @@ def test_round_trip_is_exact_and_keeps_sharding(tmp_path):
   ckpt.close()
 
 
+def test_a_state_field_added_since_the_save_restores_as_none(tmp_path):
+  """A checkpoint written before a field joined the train state (saved as
+  the dict of the other fields, as Orbax stores a state dataclass) restores
+  into today's state with that field None, where the run does not use it;
+  a run that uses it cannot restore from there."""
+  import dataclasses
+  config = get_config()
+  config.batch_size = 16
+  task = GANTask(config, (28, 28, 1))
+  state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
+  assert state.lecam is None  # the LeCam anchors: a field added on 7 Dec
+  old = {f.name: getattr(state, f.name) for f in dataclasses.fields(state) if f.name != "lecam"}
+  ckpt = Checkpointer(str(tmp_path))
+  ckpt.save(1, old)
+  ckpt.wait()
+  restored = Checkpointer(str(tmp_path)).restore(jax.jit(task.init_state)(jax.random.PRNGKey(1)))
+  assert type(restored) is type(state) and restored.lecam is None
+  assert jax.tree.structure(restored) == jax.tree.structure(state)
+  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored), strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  config.lecam_weight = 0.1
+  with_lecam = GANTask(config, (28, 28, 1))
+  with pytest.raises(ValueError, match="tree structures do not match"):
+    Checkpointer(str(tmp_path)).restore(jax.jit(with_lecam.init_state)(jax.random.PRNGKey(1)))
+  ckpt.close()
+
+
 # Orbax's failed read of the damaged step leaves coroutines behind that
 # complain when collected ("Event loop is closed"); collected here, at the end
 # of this test, rather than in whichever test happens to run then.
