@@ -108,8 +108,11 @@ def test_rejection_sampling_errors():
   with pytest.raises(ValueError, match=r"kept \d+ of 400 candidates .*lower the percentile"):
     generators.rejection_sample(toy, state, _real(200), 1000, seed=0, percentile=95.0,
                                 round_size=200, max_candidates=400)
-  with pytest.raises(ValueError, match=r"percentile must be in \[0, 100\)"):
+  with pytest.raises(ValueError, match=r"percentile \(--drs\) must be in \[0, 100\)"):
     generators.rejection_sample(toy, state, _real(200), 10, seed=0, percentile=100.0)
+  with pytest.raises(ValueError, match="rounds of --drs_round >= 2"):
+    generators.rejection_sample(toy, state, _real(200), 10, seed=0, percentile=80.0,
+                                round_size=1)
   conditional = _ToySampler()
   conditional.num_classes = 10
   with pytest.raises(ValueError, match="for unconditional GANs"):

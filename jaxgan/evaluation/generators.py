@@ -88,12 +88,10 @@ def rejection_sample(task: Sampler, state, real_images: np.ndarray, num: int, se
   with a ValueError naming the acceptance rate when `max_candidates`
   (default 100 * num + round_size) do not give `num` samples."""
   rejection.check_supported(task)
-  if not 0.0 <= percentile < 100.0:
-    raise ValueError(f"The DRS percentile must be in [0, 100) (e.g. 80 or 95); got "
-                     f"{percentile}.")
-  if num < 1 or round_size < 2 or not len(real_images):
-    raise ValueError(f"DRS needs num >= 1 samples, round_size >= 2 candidates and some real "
-                     f"images; got {num}, {round_size}, {len(real_images)}.")
+  rejection.check_settings(percentile, round_size)
+  if num < 1 or not len(real_images):
+    raise ValueError(f"DRS needs num >= 1 samples and some real images; got {num}, "
+                     f"{len(real_images)}.")
   max_candidates = max_candidates or 100 * num + round_size
   mesh = sharding.make_mesh() if mesh is None else mesh
   discriminate = jax.jit(lambda s, x: task.discriminate(s, x))
@@ -106,15 +104,14 @@ def rejection_sample(task: Sampler, state, real_images: np.ndarray, num: int, se
     return np.concatenate(out).astype(np.float64).reshape(len(images))
 
   accept_key = jax.random.fold_in(jax.random.PRNGKey(seed), _ACCEPT_STREAM)
-  kept, seen, round_index = [], 0, 0
+  kept, count, seen, round_index = [], 0, 0, 0
   scale = bias = max_logit = gamma = None
-  while sum(len(k) for k in kept) < num:
+  while count < num:
     if seen >= max_candidates:
-      count = sum(len(k) for k in kept)
       raise ValueError(f"Discriminator rejection sampling kept {count} of {seen} candidates "
                        f"({count / seen:.2%}), short of the {num} asked for: lower the "
                        f"percentile (--drs {percentile:g}) or ask for fewer samples.")
-    candidates = generate(task, state, round_size, seed, truncation=truncation, mesh=mesh,
+    candidates = generate(task, replicated, round_size, seed, truncation=truncation, mesh=mesh,
                           batch_size=batch_size, stream=_CANDIDATE_STREAM + round_index)
     d = scores(candidates)
     if round_index == 0:
@@ -129,10 +126,8 @@ def rejection_sample(task: Sampler, state, real_images: np.ndarray, num: int, se
     u = np.asarray(jax.random.uniform(jax.random.fold_in(accept_key, round_index),
                                       (round_size,)), np.float64)
     kept.append(candidates[u < p])
-    seen += round_size
-    round_index += 1
+    count, seen, round_index = count + len(kept[-1]), seen + round_size, round_index + 1
   images = np.concatenate(kept)[:num]
-  count = sum(len(k) for k in kept)
   return images, {"method": "discriminator rejection sampling (Azadi et al. 2019)",
                   "percentile": float(percentile), "gamma": gamma, "epsilon": rejection.EPSILON,
                   "calibration": {"scale": scale, "bias": bias,
@@ -234,8 +229,9 @@ def evaluate_generator(run, extractor, split: str | None = None,
   if drs is not None and (samples or baseline_split):
     raise ValueError("--drs filters the generator's samples; it does not apply to --samples or "
                      "--baseline_split.")
-  if drs is not None:
-    rejection.check_supported(task)  # before reading the real images
+  if drs is not None:  # before reading the real images
+    rejection.check_supported(task)
+    rejection.check_settings(drs, drs_round)
   drs_info = None
   if samples:
     if baseline_split:

@@ -93,3 +93,12 @@ def check_supported(task: Sampler) -> None:
     raise ValueError("Discriminator rejection sampling (--drs) is for unconditional GANs: this "
                      "run's discriminator also takes class or cluster labels. Evaluate it "
                      "without --drs.")
+
+
+def check_settings(percentile: float, round_size: int) -> None:
+  """The DRS percentile and round size, refused before any work."""
+  if not 0.0 <= percentile < 100.0:
+    raise ValueError(f"The DRS percentile (--drs) must be in [0, 100) (e.g. 80 or 95); got "
+                     f"{percentile}.")
+  if round_size < 2:
+    raise ValueError(f"DRS draws its candidates in rounds of --drs_round >= 2; got {round_size}.")
