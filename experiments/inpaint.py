@@ -48,7 +48,7 @@ def _model(run_dir: str):
   if (runs.kind_of(config).name == "gan" and
       provenance.added_field(config, "conditional")):
     kind = ("self-conditioned" if provenance.added_field(config, "cluster_conditioning")
-            else "class-conditional")
+            or provenance.added_field(config, "info_codes") else "class-conditional")
     raise ValueError(f"{run_dir} is a {kind} GAN ({config.conditional}); "
                      "inpainting searches an unconditional generator's latent space: pass "
                      "an unconditional GAN run.")

@@ -119,5 +119,5 @@ def test_rejection_sampling_errors():
     generators.rejection_sample(conditional, state, _real(200), 10, seed=0, percentile=80.0)
   clustered = _ToySampler()
   clustered.latent_dim = 2  # a self-conditioned generator's extra coordinate
-  with pytest.raises(ValueError, match="class or cluster labels"):
+  with pytest.raises(ValueError, match="class, cluster or code labels"):
     rejection.check_supported(clustered)

@@ -135,6 +135,14 @@ def base() -> ml_collections.ConfigDict:
   # on K k-means clusters of the training images (pixels) instead of the
   # data's labels (jaxgan/gan/clusters.py); 0 is off.
   config.cluster_conditioning = 0
+  # InfoGAN (Chen et al. 2016) without labels: K >= 2 conditions G on a
+  # categorical code of K equally likely values (conditional BatchNorm), and
+  # D's auxiliary head (conditional="acgan", their Q) predicts it from the
+  # fakes; both networks minimise that cross-entropy, weighted by
+  # class_loss_weight (their lambda, 1 for discrete codes). Real images get
+  # no labels: it works on unlabelled data and samples like an unconditional
+  # GAN (grids: one row per code). 0 is off.
+  config.info_codes = 0
   # The discriminator's normalisation (Radford architecture; the 28x28 model
   # has none): "batch", "layer" (per image) or "none". None chooses what the
   # papers do: "layer" with a gradient penalty (WGAN-GP), "none" with

@@ -91,7 +91,7 @@ def check_supported(task: Sampler) -> None:
   """DRS needs a discriminator that scores images alone."""
   if task.num_classes or task.latent_dim != task.g_latent_dim:
     raise ValueError("Discriminator rejection sampling (--drs) is for unconditional GANs: this "
-                     "run's discriminator also takes class or cluster labels. Evaluate it "
+                     "run's generator also takes class, cluster or code labels. Evaluate it "
                      "without --drs.")
 
 

@@ -60,12 +60,10 @@ class GeneratedData:
     if not 0.0 < fraction <= 1.0:
       raise ValueError(f"config.generated_fraction must be in (0, 1] (the share of each batch "
                        f"drawn from the generator), got {fraction}.")
-    gan_config = gan.config
-    if not provenance.added_field(gan_config, "conditional") or provenance.added_field(
-        gan_config, "cluster_conditioning"):
+    if not gan.task.num_classes:
       raise ValueError(f"config.generated_data={gan.dir!r} is not a class-conditional GAN run "
-                       "(its config has no `conditional`, or conditions on clusters, not "
-                       "classes); train one with "
+                       "(its config has no `conditional`, or conditions on clusters or "
+                       "InfoGAN codes, not classes); train one with "
                        "experiments/configs/gan.py:cgan_projection (or acgan).")
     self.run_dir, self.fraction = gan.dir, fraction
     self.task, self.step = gan.task, gan.step

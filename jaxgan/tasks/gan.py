@@ -25,7 +25,13 @@ experiments/configs/gan.py for the presets):
   losses, weighted by `class_loss_weight`, to both networks' losses);
 - `cluster_conditioning = K`: a `conditional` GAN on K k-means clusters of
   the training images instead of labels (`jaxgan.gan.clusters`; works on
-  unlabelled data, and samples like an unconditional GAN).
+  unlabelled data, and samples like an unconditional GAN);
+- `info_codes = K` (with `conditional = "acgan"`): InfoGAN's categorical
+  code (Chen et al. 2016): G is conditioned on a code of K equally likely
+  values, D's auxiliary head (their Q) predicts it from the fakes only, and
+  both networks minimise that cross-entropy (weighted by
+  `class_loss_weight`, their lambda); real images carry no labels, so it
+  works on unlabelled data and samples like an unconditional GAN.
 
 One step: `n_critic - 1` discriminator updates, each on its own real batch
 and its own fakes; then one more on the last real batch and fakes from a
@@ -164,14 +170,14 @@ class GANTask:
   class-conditional (`conditional`: "projection" or "acgan"; labels from the
   data, fake labels uniform), or self-conditioned on clusters of the images
   (`cluster_conditioning`; `clusters` from `jaxgan.gan.clusters.fit`, which
-  `make_task` runs).
+  `make_task` runs) or on InfoGAN's codes (`info_codes`).
 
   Outside code uses it through `jaxgan.gan.sampler.Sampler` (sampling,
   discriminating, the objective). `num_classes` is the number of classes a
   caller passes labels for (0 when
   unconditional or self-conditioned); `latent_dim` the latent callers draw
   for `sample` (one more than config.latent_dim when self-conditioned: that
-  coordinate picks the cluster)."""
+  coordinate picks the cluster or code)."""
 
   def __init__(self, config, image_shape: tuple[int, int, int], num_classes: int = 0,
                clusters: dict | None = None, num_train_examples: int = 0):
@@ -185,6 +191,16 @@ class GANTask:
     option = lambda name: provenance.added_field(config, name)  # Older runs lack them.
     self.conditional = option("conditional")
     self.num_clusters = option("cluster_conditioning")
+    self.num_codes = option("info_codes")
+    _check(isinstance(self.num_codes, int) and (self.num_codes == 0 or self.num_codes >= 2),
+           f"config.info_codes must be 0 (off) or InfoGAN's number of code values >= 2, got "
+           f"{self.num_codes!r}.")
+    _check(not self.num_codes or self.conditional == "acgan",
+           "config.info_codes (InfoGAN's categorical code) is predicted by D's auxiliary head: "
+           "set --config.conditional=acgan.")
+    _check(not (self.num_codes and self.num_clusters),
+           "config.info_codes and config.cluster_conditioning both choose what G is "
+           "conditioned on; use one (0 turns either off).")
     _check(isinstance(self.num_clusters, int) and (self.num_clusters == 0 or
                                                    self.num_clusters >= 2),
            f"config.cluster_conditioning must be 0 (off) or a number of clusters >= 2, got "
@@ -197,11 +213,13 @@ class GANTask:
            "A self-conditioned GAN needs its clusters: build the task with "
            "jaxgan.tasks.gan.make_task(config, data).")
     self.clusters = clusters
-    check_conditioning(self.num_clusters or num_classes, self.conditional)
+    self.self_conditioned = bool(self.num_clusters or self.num_codes)
+    check_conditioning(self.num_clusters or self.num_codes or num_classes, self.conditional)
     # Classes the generator is conditioned on (0: unconditional), and those
-    # a caller passes labels for (none when they are clusters).
-    self.model_classes = (self.num_clusters or num_classes) if self.conditional else 0
-    self.num_classes = 0 if self.num_clusters else self.model_classes
+    # a caller passes labels for (none when they are clusters or codes).
+    self.model_classes = ((self.num_clusters or self.num_codes or num_classes)
+                          if self.conditional else 0)
+    self.num_classes = 0 if self.self_conditioned else self.model_classes
     self.class_loss_weight = float(option("class_loss_weight"))
     model = option("model")
     _check(model in GAN_ARCHITECTURES, f"Unknown config.model {model!r}; use one of "
@@ -284,7 +302,7 @@ class GANTask:
     # The truncation trick: on w for generators with a mapping network
     # (their `truncation_psi`), else on z.
     self.truncation = "w" if hasattr(self.generator, "truncation_psi") else "latent"
-    self.latent_dim = config.latent_dim + (1 if self.num_clusters else 0)
+    self.latent_dim = config.latent_dim + (1 if self.self_conditioned else 0)
     self.g_tx = optax.adam(config.g_learning_rate, b1=config.g_beta1, b2=config.g_beta2)
     self.d_tx = optax.adam(config.d_learning_rate, b1=config.d_beta1, b2=config.d_beta2)
     self.batches_per_step = self.n_critic
@@ -338,8 +356,8 @@ class GANTask:
     return {"labels": labels} if self.conditional else {}
 
   def _fake_labels(self, state: GANState, key, n: int):
-    """Labels [n] for fakes: uniform classes, clusters drawn from their
-    prior, or None when unconditional."""
+    """Labels [n] for fakes: uniform classes (or InfoGAN codes), clusters
+    drawn from their prior, or None when unconditional."""
     if not self.conditional:
       return None
     if self.num_clusters:
@@ -347,8 +365,9 @@ class GANTask:
     return jax.random.randint(key, (n,), 0, self.model_classes, dtype=jnp.int32)
 
   def _real_labels(self, state: GANState, batch: dict):
-    """The real images' labels: the data's, their nearest clusters, or None."""
-    if not self.conditional:
+    """The real images' labels: the data's, their nearest clusters, or None
+    (unconditional, or InfoGAN's codes, which only fakes have)."""
+    if not self.conditional or self.num_codes:
       return None
     if self.num_clusters:  # The data's labels (if any) are not used.
       return clustering.assign(state.clusters["centroids"], batch["image"])
@@ -434,11 +453,14 @@ class GANTask:
       losses = self.objective(real_out, fake_out)
       total, logged = losses.d_loss, {}
       if real_cls is not None:  # ACGAN: classify real and fake images by their labels.
-        class_loss = (self._class_loss(real_cls, real_labels) +
-                      self._class_loss(fake_cls, fake_labels))
+        class_loss = self._class_loss(fake_cls, fake_labels)
+        if real_labels is not None:  # (InfoGAN's Q sees the fakes' codes only.)
+          class_loss = class_loss + self._class_loss(real_cls, real_labels)
+          logged["class_accuracy_real"] = jnp.mean(jnp.argmax(real_cls, -1) == real_labels)
+        else:
+          logged["code_accuracy_fake"] = jnp.mean(jnp.argmax(fake_cls, -1) == fake_labels)
         total = total + self.class_loss_weight * class_loss
         logged["d_class_loss"] = class_loss
-        logged["class_accuracy_real"] = jnp.mean(jnp.argmax(real_cls, -1) == real_labels)
       for name, (weight, value) in self._penalty_terms(params, d, real_in, fake_in,
                                                        real_labels, penalty_key).items():
         total, logged[name] = total + weight * value, value
@@ -612,7 +634,8 @@ class GANTask:
     fakes (both networks in eval mode, no augmentation). A growing gap
     between e.g. `eval_d_real` and the training `d_real` shows the
     discriminator memorising the training set. ACGAN adds the auxiliary
-    classifier's accuracy on the real images and on the fakes' labels."""
+    classifier's accuracy on the real images and on the fakes' labels
+    (InfoGAN: on the fakes' codes, `code_accuracy_fake`)."""
     real, mask = batch["image"], batch["mask"]
     real_labels = self._real_labels(state, batch)
     key = jax.random.fold_in(jax.random.fold_in(state.key, _EVAL_STREAM), batch_index)
@@ -632,8 +655,10 @@ class GANTask:
     sums = {k: v * count for k, v in values.items()}
     if real_cls is not None:
       hit = lambda logits, labels: jnp.sum((jnp.argmax(logits, -1) == labels) * mask)
-      sums["class_accuracy_real"] = hit(real_cls, real_labels)
-      sums["class_accuracy_fake"] = hit(fake_cls, fake_labels)
+      if real_labels is not None:
+        sums["class_accuracy_real"] = hit(real_cls, real_labels)
+      sums["code_accuracy_fake" if self.num_codes else "class_accuracy_fake"] = hit(
+          fake_cls, fake_labels)
     return {**sums, "count": count}
 
   def summarize_eval(self, totals: dict, step: int, outdir: str | None) -> dict:
@@ -644,17 +669,20 @@ class GANTask:
              average: bool = True, psi: float | None = None) -> jax.Array:
     """Generator images in [-1, 1] for latents z [N, latent_dim] (and class
     labels [N], int, for a conditional generator), BatchNorm in inference
-    mode. A self-conditioned generator takes its clusters from z[:, 0] (see
-    `jaxgan.gan.clusters.from_latent`) unless `labels` names them.
+    mode. A self-conditioned generator takes its clusters (or InfoGAN codes,
+    equally likely) from z[:, 0] (see `jaxgan.gan.clusters.from_latent`)
+    unless `labels` names them.
 
     average: use the averaged generator `g_ema` (weights and running
     statistics; the generator to judge and evaluate) rather than the live
     training one. psi: StyleGAN's truncation trick (`truncation` "w"): each
     w pulled to w_avg + psi (w - w_avg); None or 1 for none.
     """
-    if self.num_clusters:
+    if self.self_conditioned:
       if labels is None:
-        labels = clustering.from_latent(z[:, 0], state.clusters["log_prior"])
+        log_prior = (state.clusters["log_prior"] if self.num_clusters else
+                     jnp.full((self.num_codes,), -np.log(self.num_codes), jnp.float32))
+        labels = clustering.from_latent(z[:, 0], log_prior)
       z = z[:, 1:]
     elif self.conditional and labels is None:
       raise ValueError("This GAN is class-conditional: pass the labels to sample.")

@@ -1,0 +1,139 @@
+"""InfoGAN's categorical code (`info_codes`, Chen et al. 2016): G conditioned
+on a uniform code, D's auxiliary head (Q) trained on the fakes' codes only,
+no labels on real images."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import TINY_DCGAN, assert_resumes_bitwise
+from experiments import gan as gan_experiment
+from experiments.configs import gan as gan_configs
+from jaxgan import evaluation, runs
+from jaxgan.data import Data
+from jaxgan.evaluation import rejection
+from jaxgan.gan import clusters
+from jaxgan.tasks.gan import GANTask, make_task
+from jaxgan.writers import read_metrics
+
+K = 6
+
+
+def _config(**overrides):
+  config = gan_configs.get_config("hinge_sn")
+  config.update(dict(dataset="digits", batch_size=16, num_sample_images=16, num_train_steps=2,
+                     log_every_steps=1, sample_every_steps=2, checkpoint_every_steps=2,
+                     eval_every_steps=2, eval_split="test[:32]", conditional="acgan",
+                     info_codes=K, **TINY_DCGAN))
+  config.update(overrides)
+  return config
+
+
+def _batch(labels):
+  rng = np.random.default_rng(0)
+  return {"image": jnp.asarray(rng.uniform(-1, 1, (16, 16, 16, 1)), jnp.float32),
+          "label": jnp.asarray(labels, jnp.int32)}
+
+
+def _step(config, batch):
+  task = GANTask(config, (16, 16, 1), 10)
+  state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
+  return task, state, jax.jit(task.train_step)(state, batch)
+
+
+def test_the_step_ignores_the_data_labels_and_trains_q_on_the_fakes_codes():
+  task, _, (a, metrics) = _step(_config(), _batch(np.zeros(16)))
+  _, _, (b, _) = _step(_config(), _batch(np.arange(16) % 10))
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(x, y)
+  # To callers it is unconditional, with one more latent coordinate (the code).
+  assert task.num_classes == 0 and task.model_classes == K
+  assert task.latent_dim == task.g_latent_dim + 1
+  # D's class loss is one cross-entropy (the fakes'), near log K at the start;
+  # ACGAN's would add the real images' (about 2 log K).
+  assert 0.7 * math.log(K) < float(metrics["d_class_loss"]) < 1.3 * math.log(K)
+  assert "class_accuracy_real" not in metrics and 0 <= metrics["code_accuracy_fake"] <= 1
+  assert float(metrics["g_class_loss"]) > 0
+
+
+def test_lambda_weights_the_code_loss_in_both_networks():
+  """With class_loss_weight 0 the step is the adversarial step alone: the
+  losses measured before the updates agree, and both networks' updates
+  differ once lambda is 1."""
+  batch = _batch(np.zeros(16))
+  _, _, (s0, m0) = _step(_config(class_loss_weight=0.0), batch)
+  _, _, (s1, m1) = _step(_config(class_loss_weight=1.0), batch)
+  for key in ("d_loss", "d_class_loss", "code_accuracy_fake"):
+    np.testing.assert_allclose(m0[key], m1[key], rtol=1e-6)
+  for net in ("g", "d"):
+    leaves = zip(jax.tree.leaves(getattr(s0, net).params),
+                 jax.tree.leaves(getattr(s1, net).params))
+    assert any(not np.allclose(x, y) for x, y in leaves), net
+
+
+def test_q_learns_the_code_the_generator_is_given():
+  """The mutual-information term does its job: after 250 steps on the
+  digits (at a high learning rate, to be quick), D's head names the code of
+  a fake far above chance (1 / K; 0.59 when written)."""
+  config = _config(ema_decay=0.0, g_learning_rate=1e-3, d_learning_rate=1e-3)
+  data = Data(config)
+  task = make_task(config, data)
+  state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
+  step = jax.jit(task.train_step)
+  images = jnp.asarray(data.first_images("train[:1024]"))
+  for i in range(250):
+    batch = {"image": images[(i * 16) % 1024:(i * 16) % 1024 + 16], "label": jnp.zeros(16, int)}
+    state, _ = step(state, batch)
+  z = jax.random.normal(jax.random.PRNGKey(5), (600, task.latent_dim))
+  codes = clusters.from_latent(z[:, 0], jnp.full((K,), -math.log(K)))
+  fakes = task.sample(state, z, average=False)
+  _, logits, _ = task._d(state.d.params, state.d.batch_stats, fakes, train=False)
+  accuracy = float(jnp.mean(jnp.argmax(logits, -1) == codes))
+  assert accuracy > 0.4, accuracy
+
+
+def test_sample_takes_a_uniform_code_from_the_first_latent():
+  task, state, (state, _) = _step(_config(), _batch(np.zeros(16)))
+  z = jax.random.normal(jax.random.PRNGKey(2), (12, task.latent_dim))
+  u = jnp.asarray([-5.0, -0.7, 0.1, 0.5, 5.0])  # none on a boundary
+  # Equally likely codes: the code changes where Phi(u) crosses k / K.
+  uniform = jnp.full((K,), -math.log(K))
+  np.testing.assert_array_equal(clusters.from_latent(u, uniform),
+                                np.minimum((jax.scipy.stats.norm.cdf(u) * K).astype(int), K - 1))
+  picked = clusters.from_latent(z[:, 0], uniform)
+  np.testing.assert_array_equal(task.sample(state, z), task.sample(state, z, picked))
+  assert not np.allclose(task.sample(state, z), task.sample(state, z, (picked + 1) % K))
+
+
+def test_a_run_resumes_bitwise_writes_code_rows_and_evaluates(tmp_path):
+  straight = assert_resumes_bitwise(gan_experiment.train_and_evaluate, _config(),
+                                    str(tmp_path))
+  assert straight.state.clusters is None
+  record = read_metrics(str(tmp_path / "straight"))[-1]
+  for key in ("d_class_loss", "g_class_loss", "code_accuracy_fake",
+              "eval_code_accuracy_fake"):
+    assert np.isfinite(record[key]), key
+  assert "eval_class_accuracy_real" not in record
+  png = np.asarray(Image.open(tmp_path / "straight" / "samples" / "step_0000004.png"))
+  assert png.shape == (2 * (K * 18 + 2), 2 * (4 * 18 + 2))  # one row per code, 4 columns
+  run = runs.restore(str(tmp_path / "straight"))
+  images = evaluation.generate(run.task, run.state, 10, seed=0)
+  assert images.shape == (10, 16, 16, 1) and np.all(np.abs(images) <= 1)
+  with pytest.raises(ValueError, match="clusters or InfoGAN codes"):
+    evaluation.sample_classes(run, [0, 1])
+  with pytest.raises(ValueError, match="class, cluster or code labels"):
+    rejection.check_supported(run.task)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(conditional="projection"), "set --config.conditional=acgan"),
+    (dict(info_codes=1), "must be 0 \\(off\\) or InfoGAN's number of code values >= 2"),
+    (dict(cluster_conditioning=4), "info_codes and config.cluster_conditioning"),
+])
+def test_config_errors(overrides, message):
+  with pytest.raises(ValueError, match=message):
+    GANTask(_config(**overrides), (16, 16, 1), 10)
