@@ -85,6 +85,11 @@ unconditional GAN, grids show one row per cluster):
                  GAN), with the clusters fitted once before training rather
                  than re-fitted on D's features.
 
+InfoGAN's categorical code (any data, labels unused), on any preset:
+--config.conditional=acgan --config.info_codes=K (Chen et al. 2016): G is
+conditioned on a code of K equally likely values, D's auxiliary head
+predicts it from the fakes (docs/gans.md#infogan).
+
 Every preset keeps the generator's parameter average (ema_decay 0.999) for
 samples and evaluation. Any field overrides on the command line.
 
