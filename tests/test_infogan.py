@@ -12,11 +12,13 @@ from PIL import Image
 
 from conftest import TINY_DCGAN, assert_resumes_bitwise
 from experiments import gan as gan_experiment
+from experiments import inpaint as inpaint_experiment
 from experiments.configs import gan as gan_configs
 from jaxgan import evaluation, runs
 from jaxgan.data import Data
 from jaxgan.evaluation import rejection
 from jaxgan.gan import clusters
+from jaxgan.tasks.classifier import GeneratedData
 from jaxgan.tasks.gan import GANTask, make_task
 from jaxgan.writers import read_metrics
 
@@ -127,6 +129,11 @@ def test_a_run_resumes_bitwise_writes_code_rows_and_evaluates(tmp_path):
     evaluation.sample_classes(run, [0, 1])
   with pytest.raises(ValueError, match="class, cluster or code labels"):
     rejection.check_supported(run.task)
+  # Neither a source of labelled training images nor a latent space to search.
+  with pytest.raises(ValueError, match="not a class-conditional GAN run"):
+    GeneratedData(run, 0.5, (16, 16, 1), 10)
+  with pytest.raises(ValueError, match="is a self-conditioned GAN"):
+    inpaint_experiment._model(str(tmp_path / "straight"))
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -152,8 +152,8 @@ def sample_classes(run, labels, seed: int = 0) -> np.ndarray:
   task, state = run.task, run.state
   if not task.num_classes:
     raise ValueError(f"{run.dir} takes no class labels (an unconditional GAN, or one "
-                     "self-conditioned on clusters or InfoGAN codes); use jaxgan.evaluation.generate for its "
-                     "samples.")
+                     "self-conditioned on clusters or InfoGAN codes); use "
+                     "jaxgan.evaluation.generate for its samples.")
   labels = np.asarray(labels)
   return generate(task, state, len(labels), seed, labels=labels)
 

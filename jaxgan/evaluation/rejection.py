@@ -88,7 +88,8 @@ def acceptance(logits, max_logit: float, gamma: float, eps: float = EPSILON) -> 
 
 
 def check_supported(task: Sampler) -> None:
-  """DRS needs a discriminator that scores images alone."""
+  """DRS is for unconditional GANs: a generator of z alone (not of class
+  labels, clusters or InfoGAN codes) and a discriminator of images alone."""
   if task.num_classes or task.latent_dim != task.g_latent_dim:
     raise ValueError("Discriminator rejection sampling (--drs) is for unconditional GANs: this "
                      "run's generator also takes class, cluster or code labels. Evaluate it "
