@@ -82,7 +82,8 @@ KIND_ADDED_FIELDS = {"classifier": {"preset": ""},
                              "pl_every": 4, "ada_target": 0.0, "ada_p": 0.0,
                              "ada_pipeline": "bgc", "ada_interval": 4, "ada_kimg": 500.0,
                              "g_topk": 1.0, "g_topk_decay": 0.99, "lecam_weight": 0.0,
-                             "lecam_decay": 0.99, "info_codes": 0}}
+                             "lecam_decay": 0.99, "info_codes": 0, "info_continuous": 0,
+                             "info_continuous_weight": 1.0}}
 # `task` (the run kind, jaxgan.runs) was added too; its value for an older run
 # depends on the run, so it is inferred from the fields (`infer_task`).
 

@@ -1,6 +1,7 @@
-"""InfoGAN's categorical code (`info_codes`, Chen et al. 2016): G conditioned
-on a uniform code, D's auxiliary head (Q) trained on the fakes' codes only,
-no labels on real images."""
+"""InfoGAN's codes (Chen et al. 2016): the categorical one (`info_codes`), G
+conditioned on a uniform code, D's auxiliary head (Q) trained on the fakes'
+codes only, no labels on real images; the continuous ones (`info_continuous`),
+G's first latent coordinates, whose means Q predicts."""
 
 import math
 
@@ -77,25 +78,74 @@ def test_lambda_weights_the_code_loss_in_both_networks():
     assert any(not np.allclose(x, y) for x, y in leaves), net
 
 
-def test_q_learns_the_code_the_generator_is_given():
-  """The mutual-information term does its job: after 250 steps on the
-  digits (at a high learning rate, to be quick), D's head names the code of
-  a fake far above chance (1 / K; 0.59 when written)."""
-  config = _config(ema_decay=0.0, g_learning_rate=1e-3, d_learning_rate=1e-3)
+def _trained(config, steps=250):
+  """(task, state) after `steps` steps on the digits."""
   data = Data(config)
   task = make_task(config, data)
   state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
   step = jax.jit(task.train_step)
   images = jnp.asarray(data.first_images("train[:1024]"))
-  for i in range(250):
+  for i in range(steps):
     batch = {"image": images[(i * 16) % 1024:(i * 16) % 1024 + 16], "label": jnp.zeros(16, int)}
     state, _ = step(state, batch)
-  z = jax.random.normal(jax.random.PRNGKey(5), (600, task.latent_dim))
+  return task, state
+
+
+def _q(task, state, n=600):
+  """Latents z [n, latent], their codes, and D's auxiliary outputs on G(z)."""
+  z = jax.random.normal(jax.random.PRNGKey(5), (n, task.latent_dim))
   codes = clusters.from_latent(z[:, 0], jnp.full((K,), -math.log(K)))
   fakes = task.sample(state, z, average=False)
-  _, logits, _ = task._d(state.d.params, state.d.batch_stats, fakes, train=False)
+  _, aux, _ = task._d(state.d.params, state.d.batch_stats, fakes, train=False)
+  return z, codes, aux
+
+
+def test_q_learns_the_code_the_generator_is_given():
+  """The mutual-information term does its job: after 250 steps on the
+  digits (at a high learning rate, to be quick), D's head names the code of
+  a fake far above chance (1 / K; 0.59 when written)."""
+  task, state = _trained(_config(ema_decay=0.0, g_learning_rate=1e-3, d_learning_rate=1e-3))
+  _, codes, logits = _q(task, state)
   accuracy = float(jnp.mean(jnp.argmax(logits, -1) == codes))
   assert accuracy > 0.4, accuracy
+
+
+def test_q_learns_the_continuous_codes_too():
+  """With 2 continuous codes (G's first two latent coordinates, z[:, 1:3]
+  of the sampling latent), Q's means follow them after 250 steps: each
+  correlates with its code (0.95 when written), not with the next latent
+  coordinate; the categorical code is still learned."""
+  task, state = _trained(_config(ema_decay=0.0, g_learning_rate=1e-3, d_learning_rate=1e-3,
+                                 info_continuous=2))
+  z, codes, aux = _q(task, state)
+  assert aux.shape == (600, K + 2)
+  assert float(jnp.mean(jnp.argmax(aux[:, :K], -1) == codes)) > 0.4
+  corr = lambda a, b: float(np.corrcoef(np.asarray(a), np.asarray(b))[0, 1])
+  for c in range(2):
+    assert corr(aux[:, K + c], z[:, 1 + c]) > 0.6, c
+    assert abs(corr(aux[:, K + c], z[:, 3])) < 0.2, c
+
+
+def test_the_continuous_loss_is_a_unit_gaussian_nll():
+  task = GANTask(_config(info_continuous=2), (16, 16, 1), 10)
+  aux = jnp.concatenate([jnp.zeros((2, K)), jnp.asarray([[1.0, 2.0], [0.0, -1.0]])], axis=1)
+  z = jnp.asarray([[0.0, 0.0, 9.0], [0.0, 1.0, 9.0]])
+  # 0.5 * ((1 + 4) + (0 + 4)) / 2
+  np.testing.assert_allclose(task._continuous_loss(aux, z), 2.25)
+  np.testing.assert_allclose(task._class_loss(aux, jnp.asarray([0, 3])), math.log(K), rtol=1e-6)
+
+
+def test_the_continuous_weight_weighs_the_term_in_both_networks():
+  batch = _batch(np.zeros(16))
+  _, _, (s0, m0) = _step(_config(info_continuous=2, info_continuous_weight=0.0), batch)
+  _, _, (s1, m1) = _step(_config(info_continuous=2, info_continuous_weight=1.0), batch)
+  for key in ("d_loss", "d_class_loss", "d_continuous_loss"):
+    np.testing.assert_allclose(m0[key], m1[key], rtol=1e-6)
+  assert float(m1["d_continuous_loss"]) > 0 and float(m1["g_continuous_loss"]) > 0
+  for net in ("g", "d"):
+    leaves = zip(jax.tree.leaves(getattr(s0, net).params),
+                 jax.tree.leaves(getattr(s1, net).params))
+    assert any(not np.allclose(x, y) for x, y in leaves), net
 
 
 def test_sample_takes_a_uniform_code_from_the_first_latent():
@@ -111,13 +161,18 @@ def test_sample_takes_a_uniform_code_from_the_first_latent():
   assert not np.allclose(task.sample(state, z), task.sample(state, z, (picked + 1) % K))
 
 
-def test_a_run_resumes_bitwise_writes_code_rows_and_evaluates(tmp_path):
-  straight = assert_resumes_bitwise(gan_experiment.train_and_evaluate, _config(),
-                                    str(tmp_path))
+@pytest.mark.parametrize("continuous", [0, 2])
+def test_a_run_resumes_bitwise_writes_code_rows_and_evaluates(tmp_path, continuous):
+  straight = assert_resumes_bitwise(gan_experiment.train_and_evaluate,
+                                    _config(info_continuous=continuous), str(tmp_path))
   assert straight.state.clusters is None
   record = read_metrics(str(tmp_path / "straight"))[-1]
-  for key in ("d_class_loss", "g_class_loss", "code_accuracy_fake",
-              "eval_code_accuracy_fake"):
+  keys = ["d_class_loss", "g_class_loss", "code_accuracy_fake", "eval_code_accuracy_fake"]
+  if continuous:
+    keys += ["d_continuous_loss", "g_continuous_loss", "eval_continuous_loss"]
+  else:
+    assert "d_continuous_loss" not in record
+  for key in keys:
     assert np.isfinite(record[key]), key
   assert "eval_class_accuracy_real" not in record
   png = np.asarray(Image.open(tmp_path / "straight" / "samples" / "step_0000004.png"))
@@ -140,6 +195,9 @@ def test_a_run_resumes_bitwise_writes_code_rows_and_evaluates(tmp_path):
     (dict(conditional="projection"), "set --config.conditional=acgan"),
     (dict(info_codes=1), "must be 0 \\(off\\) or InfoGAN's number of code values >= 2"),
     (dict(cluster_conditioning=4), "info_codes and config.cluster_conditioning"),
+    (dict(info_codes=0, conditional="", info_continuous=2), "set --config.info_codes=K too"),
+    (dict(info_continuous=101), "integer in \\[0, latent_dim=100\\]"),
+    (dict(info_continuous=2, info_continuous_weight=-1.0), "info_continuous_weight >= 0"),
 ])
 def test_config_errors(overrides, message):
   with pytest.raises(ValueError, match=message):

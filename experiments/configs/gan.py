@@ -88,7 +88,8 @@ unconditional GAN, grids show one row per cluster):
 InfoGAN's categorical code (any data, labels unused), on any preset:
 --config.conditional=acgan --config.info_codes=K (Chen et al. 2016): G is
 conditioned on a code of K equally likely values, D's auxiliary head
-predicts it from the fakes (docs/gans.md#infogan).
+predicts it from the fakes (docs/gans.md#infogan); --config.info_continuous=C
+adds their continuous codes (C of G's latent coordinates, also predicted).
 
 Every preset keeps the generator's parameter average (ema_decay 0.999) for
 samples and evaluation. Any field overrides on the command line.
@@ -148,6 +149,14 @@ def base() -> ml_collections.ConfigDict:
   # no labels: it works on unlabelled data and samples like an unconditional
   # GAN (grids: one row per code). 0 is off.
   config.info_codes = 0
+  # InfoGAN's continuous codes (with info_codes): C >= 1 makes the first C
+  # coordinates of G's z codes that D's head (C more outputs, Q's means)
+  # predicts from the fakes, Gaussian with unit variance; both networks
+  # minimise 0.5 |mean - code|^2 (summed over the codes), weighted by
+  # class_loss_weight * info_continuous_weight. 0 is off.
+  config.info_continuous = 0
+  # The continuous codes' weight, relative to class_loss_weight (lambda).
+  config.info_continuous_weight = 1.0
   # The discriminator's normalisation (Radford architecture; the 28x28 model
   # has none): "batch", "layer" (per image) or "none". None chooses what the
   # papers do: "layer" with a gradient penalty (WGAN-GP), "none" with

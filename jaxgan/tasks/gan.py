@@ -31,7 +31,11 @@ experiments/configs/gan.py for the presets):
   values, D's auxiliary head (their Q) predicts it from the fakes only, and
   both networks minimise that cross-entropy (weighted by
   `class_loss_weight`, their lambda); real images carry no labels, so it
-  works on unlabelled data and samples like an unconditional GAN.
+  works on unlabelled data and samples like an unconditional GAN. With
+  `info_continuous = C`, also their continuous codes: the first C
+  coordinates of G's z, which the head's C more outputs (Q's means)
+  predict, Gaussian with unit variance (weighted further by
+  `info_continuous_weight`).
 
 One step: `n_critic - 1` discriminator updates, each on its own real batch
 and its own fakes; then one more on the last real batch and fakes from a
@@ -198,6 +202,17 @@ class GANTask:
     _check(not self.num_codes or self.conditional == "acgan",
            "config.info_codes (InfoGAN's categorical code) is predicted by D's auxiliary head: "
            "set --config.conditional=acgan.")
+    self.num_continuous = option("info_continuous")
+    self.continuous_weight = float(option("info_continuous_weight"))
+    _check(isinstance(self.num_continuous, int) and
+           0 <= self.num_continuous <= config.latent_dim and self.continuous_weight >= 0,
+           f"config.info_continuous (InfoGAN's continuous codes: that many of G's latent "
+           f"coordinates) must be an integer in [0, latent_dim={config.latent_dim}] and "
+           f"config.info_continuous_weight >= 0; got {self.num_continuous!r}, "
+           f"{self.continuous_weight}.")
+    _check(not self.num_continuous or self.num_codes,
+           "config.info_continuous adds InfoGAN's continuous codes to its categorical one: set "
+           "--config.info_codes=K too (with --config.conditional=acgan).")
     _check(not (self.num_codes and self.num_clusters),
            "config.info_codes and config.cluster_conditioning both choose what G is "
            "conditioned on; use one (0 turns either off).")
@@ -285,6 +300,9 @@ class GANTask:
         spectral_norm=config.spectral_norm, num_classes=self.model_classes,
         conditional=self.conditional, dtype=compute_dtype(config),
         **dict(option("model_options")))
+    if self.num_continuous:  # Q's means of the continuous codes: C more head outputs.
+      self.discriminator = self.discriminator.clone(
+          num_classes=self.model_classes + self.num_continuous)
     group = getattr(self.discriminator, "mbstd_group", None)
     _check(group is None or config.batch_size % min(group, config.batch_size) == 0,
            f"config.batch_size={config.batch_size} is neither a multiple of the discriminator's "
@@ -390,8 +408,21 @@ class GANTask:
       return out[0], out[1], stats
     return out, None, stats
 
-  def _class_loss(self, class_logits, labels):
-    return optax.softmax_cross_entropy_with_integer_labels(class_logits, labels).mean()
+  def _class_loss(self, aux, labels):
+    """The cross-entropy of the class (or code) logits among D's auxiliary
+    outputs `aux` [N, K (+ C)] against labels [N]."""
+    return optax.softmax_cross_entropy_with_integer_labels(
+        aux[:, :self.model_classes], labels).mean()
+
+  def _hits(self, aux, labels):
+    return jnp.argmax(aux[:, :self.model_classes], -1) == labels
+
+  def _continuous_loss(self, aux, z):
+    """InfoGAN's continuous codes: the negative log-likelihood (constants
+    dropped) of the codes z[:, :C] under unit-variance Gaussians at Q's means
+    aux[:, K:], summed over the codes, averaged over the batch."""
+    error = aux[:, self.model_classes:] - z[:, :self.num_continuous]
+    return 0.5 * jnp.mean(jnp.sum(jnp.square(error), axis=-1))
 
   def _augment(self, x, key, p=None):
     """What D sees of images x: DiffAugment's policy, or ADA's pipeline at
@@ -438,9 +469,10 @@ class GANTask:
     return every_nth_step(step, self.r1_every, active, inactive)
 
   def _d_update(self, d: NetState, real, real_labels, fake, fake_labels, drop_real, drop_fake,
-                aux_key, step, p=None, lecam=None):
+                aux_key, step, p=None, lecam=None, fake_z=None):
     """One discriminator update on `real` and (constant) `fake` images (and
-    their labels when conditional), and LeCam's anchors `lecam` moved by it.
+    their labels when conditional; `fake_z`, their latents, for InfoGAN's
+    continuous codes), and LeCam's anchors `lecam` moved by it.
     -> (new D state, metrics, D's outputs on the real images, anchors)."""
     aug_real, aug_fake, penalty_key = jax.random.split(aux_key, 3)
     real_in, fake_in = self._augment(real, aug_real, p), self._augment(fake, aug_fake, p)
@@ -456,11 +488,15 @@ class GANTask:
         class_loss = self._class_loss(fake_cls, fake_labels)
         if real_labels is not None:  # (InfoGAN's Q sees the fakes' codes only.)
           class_loss = class_loss + self._class_loss(real_cls, real_labels)
-          logged["class_accuracy_real"] = jnp.mean(jnp.argmax(real_cls, -1) == real_labels)
+          logged["class_accuracy_real"] = jnp.mean(self._hits(real_cls, real_labels))
         else:
-          logged["code_accuracy_fake"] = jnp.mean(jnp.argmax(fake_cls, -1) == fake_labels)
+          logged["code_accuracy_fake"] = jnp.mean(self._hits(fake_cls, fake_labels))
         total = total + self.class_loss_weight * class_loss
         logged["d_class_loss"] = class_loss
+        if self.num_continuous:  # InfoGAN's continuous codes, predicted from the fakes
+          logged["d_continuous_loss"] = self._continuous_loss(fake_cls, fake_z)
+          total = total + (self.class_loss_weight * self.continuous_weight *
+                           logged["d_continuous_loss"])
       for name, (weight, value) in self._penalty_terms(params, d, real_in, fake_in,
                                                        real_labels, penalty_key).items():
         total, logged[name] = total + weight * value, value
@@ -505,7 +541,7 @@ class GANTask:
                                 key=noise_key(i + 1))
         d, _, _, lecam = self._d_update(
             d, reals[i], None if real_labels is None else real_labels[i], fake, labels, k_real,
-            k_fake, k_aux, state.step, p, lecam)
+            k_fake, k_aux, state.step, p, lecam, fake_z=z)
       reals = reals[-1]
       real_labels = None if real_labels is None else real_labels[-1]
 
@@ -519,7 +555,7 @@ class GANTask:
     fake, g_vjp, g_stats = jax.vjp(generate, state.g.params, has_aux=True)
     d, metrics, real_out, lecam = self._d_update(d, reals, real_labels, fake, fake_labels,
                                                  drop_real, drop_fake, jax.random.fold_in(aux, 0),
-                                                 state.step, p, lecam)
+                                                 state.step, p, lecam, fake_z=z)
 
     # Generator update through the updated discriminator.
     aug_g = jax.random.fold_in(aux, 2**30)
@@ -539,6 +575,10 @@ class GANTask:
       if classes is not None:  # ACGAN: G wants its fakes classified as their labels.
         extra["g_class_loss"] = self._class_loss(classes, fake_labels)
         total = total + self.class_loss_weight * extra["g_class_loss"]
+        if self.num_continuous:  # InfoGAN: G wants Q to recover its continuous codes.
+          extra["g_continuous_loss"] = self._continuous_loss(classes, z)
+          total = total + (self.class_loss_weight * self.continuous_weight *
+                           extra["g_continuous_loss"])
       return total, (stats, losses.g_loss, losses.metrics, extra)
 
     (_, (d_stats, g_loss, after, extra)), fake_grad = jax.value_and_grad(
@@ -654,11 +694,14 @@ class GANTask:
     values = {"d_loss": losses.d_loss, "g_loss": losses.g_loss, **losses.metrics}
     sums = {k: v * count for k, v in values.items()}
     if real_cls is not None:
-      hit = lambda logits, labels: jnp.sum((jnp.argmax(logits, -1) == labels) * mask)
+      hit = lambda aux, labels: jnp.sum(self._hits(aux, labels) * mask)
       if real_labels is not None:
         sums["class_accuracy_real"] = hit(real_cls, real_labels)
       sums["code_accuracy_fake" if self.num_codes else "class_accuracy_fake"] = hit(
           fake_cls, fake_labels)
+      if self.num_continuous:  # per example: 0.5 |Q's means - the codes|^2
+        error = fake_cls[:, self.model_classes:] - z[:, :self.num_continuous]
+        sums["continuous_loss"] = jnp.sum(0.5 * jnp.sum(jnp.square(error), -1) * mask)
     return {**sums, "count": count}
 
   def summarize_eval(self, totals: dict, step: int, outdir: str | None) -> dict:
