@@ -130,8 +130,8 @@ def test_the_continuous_loss_is_a_unit_gaussian_nll():
   task = GANTask(_config(info_continuous=2), (16, 16, 1), 10)
   aux = jnp.concatenate([jnp.zeros((2, K)), jnp.asarray([[1.0, 2.0], [0.0, -1.0]])], axis=1)
   z = jnp.asarray([[0.0, 0.0, 9.0], [0.0, 1.0, 9.0]])
-  # 0.5 * ((1 + 4) + (0 + 4)) / 2
-  np.testing.assert_allclose(task._continuous_loss(aux, z), 2.25)
+  # 0.5 * (1 + 4) and 0.5 * (0 + 4)
+  np.testing.assert_allclose(task._continuous_nll(aux, z), [2.5, 2.0])
   np.testing.assert_allclose(task._class_loss(aux, jnp.asarray([0, 3])), math.log(K), rtol=1e-6)
 
 

@@ -417,12 +417,12 @@ class GANTask:
   def _hits(self, aux, labels):
     return jnp.argmax(aux[:, :self.model_classes], -1) == labels
 
-  def _continuous_loss(self, aux, z):
-    """InfoGAN's continuous codes: the negative log-likelihood (constants
-    dropped) of the codes z[:, :C] under unit-variance Gaussians at Q's means
-    aux[:, K:], summed over the codes, averaged over the batch."""
+  def _continuous_nll(self, aux, z):
+    """InfoGAN's continuous codes: per example [N], the negative
+    log-likelihood (constants dropped) of the codes z[:, :C] under
+    unit-variance Gaussians at Q's means aux[:, K:], summed over the codes."""
     error = aux[:, self.model_classes:] - z[:, :self.num_continuous]
-    return 0.5 * jnp.mean(jnp.sum(jnp.square(error), axis=-1))
+    return 0.5 * jnp.sum(jnp.square(error), axis=-1)
 
   def _augment(self, x, key, p=None):
     """What D sees of images x: DiffAugment's policy, or ADA's pipeline at
@@ -494,7 +494,7 @@ class GANTask:
         total = total + self.class_loss_weight * class_loss
         logged["d_class_loss"] = class_loss
         if self.num_continuous:  # InfoGAN's continuous codes, predicted from the fakes
-          logged["d_continuous_loss"] = self._continuous_loss(fake_cls, fake_z)
+          logged["d_continuous_loss"] = jnp.mean(self._continuous_nll(fake_cls, fake_z))
           total = total + (self.class_loss_weight * self.continuous_weight *
                            logged["d_continuous_loss"])
       for name, (weight, value) in self._penalty_terms(params, d, real_in, fake_in,
@@ -576,7 +576,7 @@ class GANTask:
         extra["g_class_loss"] = self._class_loss(classes, fake_labels)
         total = total + self.class_loss_weight * extra["g_class_loss"]
         if self.num_continuous:  # InfoGAN: G wants Q to recover its continuous codes.
-          extra["g_continuous_loss"] = self._continuous_loss(classes, z)
+          extra["g_continuous_loss"] = jnp.mean(self._continuous_nll(classes, z))
           total = total + (self.class_loss_weight * self.continuous_weight *
                            extra["g_continuous_loss"])
       return total, (stats, losses.g_loss, losses.metrics, extra)
@@ -699,9 +699,8 @@ class GANTask:
         sums["class_accuracy_real"] = hit(real_cls, real_labels)
       sums["code_accuracy_fake" if self.num_codes else "class_accuracy_fake"] = hit(
           fake_cls, fake_labels)
-      if self.num_continuous:  # per example: 0.5 |Q's means - the codes|^2
-        error = fake_cls[:, self.model_classes:] - z[:, :self.num_continuous]
-        sums["continuous_loss"] = jnp.sum(0.5 * jnp.sum(jnp.square(error), -1) * mask)
+      if self.num_continuous:
+        sums["continuous_loss"] = jnp.sum(self._continuous_nll(fake_cls, z) * mask)
     return {**sums, "count": count}
 
   def summarize_eval(self, totals: dict, step: int, outdir: str | None) -> dict:
